@@ -1,0 +1,294 @@
+"""Shared argument checks, dtype rules and the one reduction every loss uses.
+
+Conventions (stated once, here, and linked from every loss docstring):
+
+**Unreduced loss.** Elementwise losses return one value per element of the
+predictions; losses over ``axis`` (softmax cross-entropy, entropy, KL, ...)
+return one value per row, i.e. the predictions' shape without ``axis``.
+
+**weights** (optional, float) broadcasts *to* the unreduced loss shape (never
+the other way round: a ``weights`` that would enlarge the loss raises
+``ValueError``). Negative weights are invalid: the affected elements become NaN
+(and raise under :mod:`jax.experimental.checkify`).
+
+**where** (optional, bool) broadcasts to the unreduced loss shape. ``False``
+elements are excluded: their unreduced value is exactly 0, their gradient is
+exactly 0 (inputs are sanitized before use, so a masked row of ``-inf`` logits
+cannot leak a NaN into the gradient), and they do not count in a mean.
+
+**reduction**:
+
+* ``"none"``: the unreduced loss times the effective weight
+  ``w = weights * (class weight of the label, where a loss has one)``, and 0
+  where ``where`` is False.
+* ``"sum"``: the sum of that array.
+* ``"mean"`` (default): ``sum(w * loss * where) / sum(w * where)``; with
+  neither weights nor mask this is the plain mean. An all-masked (or all
+  zero-weight) batch gives 0 with a zero gradient, never NaN.
+
+**Dtypes.** bfloat16 and float16 predictions are computed in float32 and the
+loss is returned in float32; float32 stays float32, float64 stays float64.
+Targets are cast straight to that computation dtype, never through the
+predictions' dtype (a label of 0.8 stays 0.8 next to bfloat16 logits).
+Integer or boolean predictions raise ``TypeError``.
+
+**Run-time values** (labels out of range, probabilities outside [0, 1],
+negative weights) cannot be checked at trace time. jaxloss never turns them
+into a plausible number: each offending element of the unreduced loss is NaN,
+and under ``checkify.checkify(fn, errors=checkify.user_checks)`` the call raises
+an error that names the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+Reduction = Literal["mean", "sum", "none"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# --------------------------------------------------------------------------
+# dtypes
+# --------------------------------------------------------------------------
+def _dtype_of(x: Any) -> np.dtype:
+  return jnp.asarray(x).dtype if not hasattr(x, "dtype") else np.dtype(x.dtype)
+
+
+def computation_dtype(dtype: Any) -> np.dtype:
+  """The dtype a loss computes in: at least float32, float64 stays float64."""
+  dtype = np.dtype(dtype)
+  if dtype == np.float64:
+    return np.dtype(np.float64) if jax.config.jax_enable_x64 else np.dtype(np.float32)
+  return np.dtype(np.float32)
+
+
+def as_predictions(name: str, x: ArrayLike) -> tuple[Array, np.dtype]:
+  """Checks that ``x`` is floating point and returns it cast to its computation dtype.
+
+  Returns:
+    ``(x_in_computation_dtype, computation_dtype)``.
+  """
+  dtype = _dtype_of(x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+        f"{name} must be a floating-point array (bfloat16, float16, float32 or "
+        f"float64), got dtype {dtype}. Cast it first, e.g. "
+        f"{name}.astype(jnp.float32)."
+    )
+  cdtype = computation_dtype(dtype)
+  return jnp.asarray(x).astype(cdtype), cdtype
+
+
+def as_targets(name: str, y: ArrayLike, dtype: Any) -> Array:
+  """Casts real-valued targets straight to the computation ``dtype``.
+
+  Integer and boolean targets are accepted (0/1 labels) and converted exactly.
+  """
+  y = jnp.asarray(y)
+  if jnp.issubdtype(y.dtype, jnp.complexfloating):
+    raise TypeError(f"{name} must be real, got dtype {y.dtype}.")
+  return y.astype(dtype)
+
+
+def as_distribution_targets(name: str, y: ArrayLike, dtype: Any) -> Array:
+  """Like :func:`as_targets`, but a probability distribution must be floating."""
+  y_arr = jnp.asarray(y)
+  if not jnp.issubdtype(y_arr.dtype, jnp.floating):
+    raise TypeError(
+        f"{name} must be a floating-point probability distribution, got dtype "
+        f"{y_arr.dtype}. For integer class labels use "
+        "softmax_cross_entropy_with_integer_labels."
+    )
+  return y_arr.astype(dtype)
+
+
+def as_integer_labels(name: str, labels: ArrayLike) -> Array:
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(
+        f"{name} must be integer class indices, got dtype {labels.dtype}. For "
+        "probability targets use softmax_cross_entropy."
+    )
+  return labels
+
+
+def check_same_shape(a_name: str, a: Any, b_name: str, b: Any) -> None:
+  """Raises ``ValueError`` unless the two arrays have exactly the same shape."""
+  sa, sb = jnp.shape(a), jnp.shape(b)
+  if sa != sb:
+    raise ValueError(
+        f"{a_name} and {b_name} must have the same shape, got {a_name}.shape={sa} "
+        f"and {b_name}.shape={sb}. jaxloss never broadcasts predictions against "
+        "targets; reshape one of them explicitly."
+    )
+
+
+def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
+  if not isinstance(axis, (int, np.integer)):
+    raise TypeError(f"{name} must be an int, got {axis!r}.")
+  if ndim == 0:
+    raise ValueError(f"a loss over {name} needs at least 1-D predictions, got a scalar.")
+  if not -ndim <= axis < ndim:
+    raise ValueError(f"{name}={axis} is out of range for arrays with {ndim} dimensions.")
+  return int(axis) % ndim
+
+
+def check_reduction(reduction: str) -> None:
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
+
+
+def check_scalar_in(name: str, value: float, low: float, high: float, *, closed_high: bool = True) -> None:
+  """Trace-time range check of a Python scalar option."""
+  try:
+    v = float(value)
+  except TypeError:  # a traced value: cannot check at trace time.
+    return
+  ok = low <= v <= high if closed_high else low <= v < high
+  if not ok:
+    bracket = "]" if closed_high else ")"
+    raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value}.")
+
+
+# --------------------------------------------------------------------------
+# run-time value checks: NaN + checkify
+# --------------------------------------------------------------------------
+def nan_where(bad: Array, loss: Array) -> Array:
+  """Sets the elements of ``loss`` flagged by ``bad`` to NaN."""
+  return jnp.where(bad, jnp.asarray(jnp.nan, loss.dtype), loss)
+
+
+def runtime_check(ok: Array, message: str, **fmt: Any) -> None:
+  """A check that raises under ``checkify`` and is free otherwise."""
+  checkify.debug_check(jnp.all(ok), message, **fmt)
+
+
+def check_probabilities(name: str, p: Array) -> Array:
+  """Returns a boolean array flagging elements of ``p`` outside [0, 1] (or NaN)."""
+  bad = ~((p >= 0) & (p <= 1))
+  runtime_check(~bad, f"{name} must lie in [0, 1]; got values in [{{lo}}, {{hi}}].",
+                lo=jnp.min(p), hi=jnp.max(p))
+  return bad
+
+
+# --------------------------------------------------------------------------
+# masking and reduction
+# --------------------------------------------------------------------------
+def _check_broadcast_to(name: str, arr_shape: Sequence[int], loss_shape: Sequence[int]) -> None:
+  try:
+    out = jnp.broadcast_shapes(tuple(arr_shape), tuple(loss_shape))
+  except ValueError:
+    out = None
+  if out != tuple(loss_shape):
+    raise ValueError(
+        f"{name} must broadcast to the unreduced loss shape {tuple(loss_shape)}, got "
+        f"{name}.shape={tuple(arr_shape)}. For losses over an axis the unreduced "
+        "loss has one value per row (mask classes with -inf logits instead)."
+    )
+
+
+def prepare_where(where: ArrayLike | None, loss_shape: Sequence[int]) -> Array | None:
+  """Checks ``where`` (bool, broadcastable to the loss shape) and broadcasts it."""
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    raise TypeError(f"where must be a boolean mask, got dtype {where.dtype}.")
+  _check_broadcast_to("where", where.shape, loss_shape)
+  return jnp.broadcast_to(where, tuple(loss_shape))
+
+
+def sanitize(x: Array, where: Array | None, fill: float = 0.0, axis: int | None = None) -> Array:
+  """Replaces masked entries of ``x`` by ``fill`` before any arithmetic.
+
+  This is the "double where" that keeps NaN/inf in masked-out inputs from
+  reaching the gradient. ``where`` has the unreduced-loss shape; ``axis`` is
+  the reduced axis of ``x`` for row-wise losses.
+  """
+  if where is None:
+    return x
+  if axis is not None:
+    where = jnp.expand_dims(where, axis)
+  return jnp.where(where, x, jnp.asarray(fill, x.dtype))
+
+
+def reduce_loss(
+    loss: Array,
+    *,
+    weights: ArrayLike | None = None,
+    where: Array | None = None,
+    reduction: str = "mean",
+    extra_weights: Array | None = None,
+) -> Array:
+  """The single reduction used by every jaxloss loss (see module docstring).
+
+  Args:
+    loss: the unreduced loss, in the computation dtype.
+    weights: user weights, broadcastable to ``loss.shape``.
+    where: boolean mask already broadcast by :func:`prepare_where`.
+    reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    extra_weights: per-element weights a loss adds itself (class weights of the
+      labels); they multiply ``weights`` and enter the mean's denominator.
+  """
+  check_reduction(reduction)
+  dtype = loss.dtype
+  w = None
+  if weights is not None:
+    weights_arr = jnp.asarray(weights)
+    if not (jnp.issubdtype(weights_arr.dtype, jnp.floating) or jnp.issubdtype(weights_arr.dtype, jnp.integer)):
+      raise TypeError(f"weights must be numeric, got dtype {weights_arr.dtype}.")
+    _check_broadcast_to("weights", weights_arr.shape, loss.shape)
+    w = jnp.broadcast_to(weights_arr.astype(dtype), loss.shape)
+    runtime_check(w >= 0, "weights must be non-negative; got min {m}.", m=jnp.min(w))
+    loss = nan_where(w < 0, loss)
+  if extra_weights is not None:
+    w = extra_weights.astype(dtype) if w is None else w * extra_weights.astype(dtype)
+  if w is not None:
+    loss = loss * w
+  if where is not None:
+    loss = jnp.where(where, loss, jnp.zeros((), dtype))
+  if reduction == "none":
+    return loss
+  total = jnp.sum(loss)
+  if reduction == "sum":
+    return total
+  # mean
+  if w is None and where is None:
+    return total / jnp.asarray(loss.size, dtype) if loss.size else jnp.zeros((), dtype)
+  if w is None:
+    denom = jnp.sum(where.astype(dtype))
+  elif where is None:
+    denom = jnp.sum(w)
+  else:
+    denom = jnp.sum(jnp.where(where, w, jnp.zeros((), dtype)))
+  positive = denom > 0
+  safe = jnp.where(positive, denom, jnp.ones((), dtype))
+  return jnp.where(positive, total / safe, jnp.zeros((), dtype))
+
+
+def xlogy(x: Array, y: Array) -> Array:
+  """``x * log(y)`` with ``0 * log(0) = 0`` in value and in both derivatives.
+
+  At ``x = 0, y = 0`` the value is 0 and both partial derivatives are taken as
+  0 (the limit convention used for entropies, KL and cross-entropy with a zero
+  target). Everywhere else the derivatives are the true ``log y`` and ``x / y``
+  (``-inf`` where ``x > 0, y = 0``).
+  """
+  both_zero = (x == 0) & (y == 0)
+  safe_y = jnp.where(both_zero, jnp.ones_like(y), y)
+  return x * jnp.log(safe_y)
+
+
+def xlogx(x: Array) -> Array:
+  """``x log x`` with value 0 and derivative 0 at ``x = 0`` (see :func:`xlogy`)."""
+  safe_x = jnp.where(x == 0, jnp.ones_like(x), x)
+  return x * jnp.log(safe_x)

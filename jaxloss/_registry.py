@@ -1,0 +1,27 @@
+"""The one registry of losses: ``jaxloss.REGISTRY`` maps a loss name to its :class:`LossSpec`.
+
+Each family module defines a tuple ``SPECS``; this module collects them. Tests,
+the verifier and its CLI, the benchmarks and the README table all iterate over
+``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+
+from jaxloss import _classification, _information, _regression, gan
+from jaxloss._spec import LossSpec
+
+
+def _collect() -> Mapping[str, LossSpec]:
+  out: dict[str, LossSpec] = {}
+  for module in (_classification, _regression, _information, gan):
+    for spec in module.SPECS:
+      if spec.name in out:
+        raise RuntimeError(f"loss {spec.name!r} is registered twice")
+      out[spec.name] = spec
+  return types.MappingProxyType(out)
+
+
+REGISTRY: Mapping[str, LossSpec] = _collect()
