@@ -14,9 +14,14 @@ Conventions every spec follows:
 * ``hessian(*args, **config)``, where given, is the full Hessian of that sum
   with respect to ``args[hessian_argnum]``, shaped as ``jax.hessian`` shapes it
   (``x.shape + x.shape``).
-* ``sample(key, dtype)`` returns a tuple of arguments: the differentiable ones
-  in ``dtype``, the others (integer labels, ...) in their natural dtype.
-  Shapes are small, so that full Hessians stay cheap.
+* ``sample(key, dtype, shape=...)`` returns a tuple of arguments: the
+  differentiable ones in ``dtype``, the others (integer labels, ...) in their
+  natural dtype. The default shapes are small, so that full Hessians stay
+  cheap; ``shape`` (a keyword with that small default) is the shape of the
+  first argument, the others following from it, and ``benchmarks/bench.py``
+  passes a large one. A sampler whose arguments do not follow from one shape
+  (a GAN discriminator's separate real and fake batches) omits it; the
+  benchmark then tiles its sample along axis 0.
 * ``edge_cases`` are extra argument tuples (NumPy float64 / int arrays) on
   which value and derivatives must hold: saturated logits, zero targets,
   masked classes, ... Each may carry its own config.
