@@ -14,6 +14,6 @@ from jaxloss._information import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403
 from jaxloss._registry import REGISTRY
 from jaxloss._spec import EdgeCase, LossSpec
-from jaxloss import fused, gan  # noqa: F401
+from jaxloss import compat, fused, gan  # noqa: F401
 
 __version__ = "0.1.0"
