@@ -1,3 +1,1334 @@
-"""(being written)"""
+r"""Classification losses.
 
-SPECS = ()
+Shared conventions (``weights``, ``where``, ``reduction``, dtypes, run-time
+errors) are documented once in :mod:`jaxloss._base`. Notation: :math:`z` are
+logits, :math:`\sigma(z) = 1 / (1 + e^{-z})`, :math:`\operatorname{sp}(z) =
+\log(1 + e^z)` (softplus), :math:`p = \operatorname{softmax}(z)` for losses
+over ``axis``.
+
+Numerics shared by the sigmoid losses: :math:`\sigma` and softplus carry
+custom JVPs, :math:`\sigma'(z) = \sigma(z)\sigma(-z)` (never
+:math:`\sigma(1 - \sigma)`, which is 0 in float32 for :math:`|z| \gtrsim 17`)
+and :math:`\operatorname{sp}'(z) = \sigma(z)`, so first, second and higher
+derivatives stay accurate for saturated logits. Products ``0 * inf`` that
+arise at infinite logits or probabilities in {0, 1} are taken as 0 (the limit
+convention of :func:`jaxloss._base.xlogy`), in value and derivative.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxloss import _base
+from jaxloss._spec import EdgeCase, LossSpec, optax_loss
+
+__all__ = [
+    "sigmoid_binary_cross_entropy",
+    "binary_cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "categorical_cross_entropy",
+    "sigmoid_focal_loss",
+    "hinge_loss",
+    "squared_hinge_loss",
+    "multiclass_hinge_loss",
+]
+
+ArrayLike = jax.typing.ArrayLike
+
+
+# --------------------------------------------------------------------------
+# numerically careful primitives
+# --------------------------------------------------------------------------
+@jax.custom_jvp
+def _sigmoid(x):
+  return jax.nn.sigmoid(x)
+
+
+@_sigmoid.defjvp
+def _sigmoid_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  # sigma'(x) = sigma(x) sigma(-x): both factors are accurate for any x, unlike 1 - sigma(x).
+  return _sigmoid(x), t * (_sigmoid(x) * _sigmoid(-x))
+
+
+@jax.custom_jvp
+def _softplus(x):
+  return jnp.logaddexp(x, jnp.zeros((), x.dtype))
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  return _softplus(x), t * _sigmoid(x)
+
+
+@jax.custom_jvp
+def _expm1(x):
+  return jnp.expm1(x)
+
+
+@_expm1.defjvp
+def _expm1_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  # exp(x), not expm1(x) + 1: the latter cancels for x << 0 (p_y = exp(-loss) small).
+  return _expm1(x), t * jnp.exp(x)
+
+
+def _mul_limit(a, b):
+  """``a * b`` with ``0 * (+-inf) = 0`` (value and derivatives, as ``_base.xlogy``)."""
+  safe_b = jnp.where((a == 0) & jnp.isinf(b), jnp.zeros((), b.dtype), b)
+  return a * safe_b
+
+
+def _elementwise_prologue(name_p, predictions, name_t, targets, where):
+  p, dtype = _base.as_predictions(name_p, predictions)
+  t = _base.as_targets(name_t, targets, dtype)
+  _base.check_same_shape(name_p, p, name_t, t)
+  mask = _base.prepare_where(where, p.shape)
+  return p, t, mask, dtype
+
+
+def _row_shape(shape, axis):
+  return tuple(d for i, d in enumerate(shape) if i != axis)
+
+
+def _check_broadcast_option(name, value, shape, dtype):
+  """Casts an array option (pos_weight, alpha) that must broadcast to ``shape``."""
+  arr = jnp.asarray(value)
+  if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+    raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}.")
+  try:
+    out = jnp.broadcast_shapes(arr.shape, tuple(shape))
+  except ValueError:
+    out = None
+  if out != tuple(shape):
+    raise ValueError(f"{name} must broadcast to the logits' shape {tuple(shape)}, got "
+                     f"{name}.shape={arr.shape}.")
+  return arr.astype(dtype)
+
+
+def _check_label_smoothing(label_smoothing):
+  _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def _is_zero(x) -> bool:
+  return isinstance(x, (int, float)) and float(x) == 0.0
+
+
+# --------------------------------------------------------------------------
+# sigmoid binary cross-entropy
+# --------------------------------------------------------------------------
+def _sigmoid_bce_unreduced(z, y, pw):
+  """``pw * y * sp(-z) + (1 - y) * sp(z)`` with 0 * inf = 0; ``pw`` may be None."""
+  pos = y if pw is None else y * pw
+  return _mul_limit(pos, _softplus(-z)) + _mul_limit(1 - y, _softplus(z))
+
+
+def sigmoid_binary_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    pos_weight: ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Sigmoid (logistic) binary cross-entropy on logits, elementwise.
+
+  With smoothed labels :math:`y' = y (1 - \varepsilon) + \varepsilon / 2` and
+  positive-class weight :math:`w_+` (``pos_weight``, 1 by default, as
+  ``pos_weight`` of PyTorch's ``BCEWithLogitsLoss``):
+
+  .. math::
+     \ell(z, y) = w_+ \, y' \operatorname{sp}(-z) + (1 - y') \operatorname{sp}(z)
+     = -w_+ y' \log \sigma(z) - (1 - y') \log \sigma(-z).
+
+  Derivatives (by hand, from :math:`\operatorname{sp}'(z) = \sigma(z)` and
+  :math:`\sigma'(z) = \sigma(z)\sigma(-z)`):
+
+  .. math::
+     \partial_z \ell = (1 - y') \sigma(z) - w_+ y' \sigma(-z),
+     \qquad
+     \partial_z^2 \ell = \bigl(1 + y'(w_+ - 1)\bigr) \sigma(z) \sigma(-z),
+
+  .. math::
+     \partial_y \ell = (1 - \varepsilon)\bigl(w_+ \operatorname{sp}(-z) - \operatorname{sp}(z)\bigr).
+
+  The gradient is written with :math:`\sigma(-z)` (not :math:`\sigma(z) - 1`)
+  and the curvature as :math:`\sigma(z)\sigma(-z)`, so both stay accurate in
+  float32 for saturated logits. At infinite logits a term ``0 * inf`` is 0: the
+  loss is 0 at :math:`z = +\infty, y = 1`, :math:`+\infty` where the label
+  cannot be met, and the gradient is finite (:math:`0` or :math:`\mp w_+ y'`,
+  ...) everywhere.
+
+  Args:
+    logits: floating array.
+    labels: targets in [0, 1] (hard or soft), same shape as ``logits``; not
+      range-checked (soft labels are taken as given).
+    pos_weight: optional weight of the positive term, broadcastable to
+      ``logits`` (e.g. one per class).
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  Returns:
+    The reduced loss, or with ``reduction="none"`` one value per element.
+
+  References:
+    Goodfellow, Bengio and Courville, *Deep Learning*, 2016, section 6.2.2.2.
+    Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
+  """
+  _check_label_smoothing(label_smoothing)
+  z, y, mask, dtype = _elementwise_prologue("logits", logits, "labels", labels, where)
+  pw = None if pos_weight is None else _check_broadcast_option("pos_weight", pos_weight, z.shape, dtype)
+  z = _base.sanitize(z, mask)
+  y = _base.sanitize(y, mask)
+  if not _is_zero(label_smoothing):
+    eps = jnp.asarray(label_smoothing, dtype)
+    y = y * (1 - eps) + eps / 2
+  loss = _sigmoid_bce_unreduced(z, y, pw)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _cast_like_logits(z, *others):
+  dtype = _base.computation_dtype(jnp.asarray(z).dtype)
+  return (jnp.asarray(z).astype(dtype),) + tuple(
+      None if o is None else jnp.asarray(o).astype(dtype) for o in others)
+
+
+def _smooth_binary(y, label_smoothing):
+  return y * (1 - label_smoothing) + label_smoothing / 2
+
+
+def _sbce_dz(z, y, *, pos_weight=None, label_smoothing=0.0):
+  z, y, pw = _cast_like_logits(z, y, pos_weight)
+  y = _smooth_binary(y, label_smoothing)
+  pw = 1.0 if pw is None else pw
+  return (1 - y) * jax.nn.sigmoid(z) - pw * y * jax.nn.sigmoid(-z)
+
+
+def _sbce_dy(z, y, *, pos_weight=None, label_smoothing=0.0):
+  z, y, pw = _cast_like_logits(z, y, pos_weight)
+  y = _smooth_binary(y, label_smoothing)
+  pw = 1.0 if pw is None else pw
+  a = jnp.logaddexp(0.0, -z)
+  b = jnp.logaddexp(0.0, z)
+  # 0 * inf = 0 convention: a term whose coefficient is 0 contributes 0.
+  a = _zero_if((pw * y == 0) & jnp.isinf(a), pw * a)
+  b = _zero_if((1 - y == 0) & jnp.isinf(b), b)
+  return (1 - label_smoothing) * (a - b)
+
+
+def _diag_hessian(h):
+  n = h.size
+  return (jnp.eye(n, dtype=h.dtype) * h.reshape(-1)).reshape(h.shape + h.shape)
+
+
+def _sbce_hessian(z, y, *, pos_weight=None, label_smoothing=0.0):
+  z, y, pw = _cast_like_logits(z, y, pos_weight)
+  y = _smooth_binary(y, label_smoothing)
+  pw = 1.0 if pw is None else pw
+  h = (1 + y * (pw - 1)) * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
+  return _diag_hessian(jnp.broadcast_to(h, z.shape))
+
+
+def _ref_sbce(z, y, *, pos_weight=None, label_smoothing=0.0):
+  z = np.asarray(z, np.float64)
+  y = np.asarray(y, np.float64) * (1 - label_smoothing) + label_smoothing / 2
+  pw = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
+  with np.errstate(invalid="ignore"):
+    a = pw * y * np.logaddexp(0.0, -z)
+    b = (1 - y) * np.logaddexp(0.0, z)
+  a = np.where(pw * y == 0, 0.0, a)
+  b = np.where(1 - y == 0, 0.0, b)
+  return a + b
+
+
+def _label_dtype(dtype):
+  return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def _sample_sigmoid(key, dtype, shape=(4, 5)):
+  kz, ky = jax.random.split(key)
+  z = (3.0 * jax.random.normal(kz, shape, jnp.float32)).astype(dtype)
+  y = jax.random.uniform(ky, shape, jnp.float32).astype(_label_dtype(dtype))
+  return z, y
+
+
+_BIG = np.array([-np.inf, -1e4, -30.0, -15.0, 0.0, 15.0, 30.0, 1e4, np.inf])
+_SAT_Z = np.concatenate([_BIG, _BIG])
+_SAT_Y = np.concatenate([np.zeros_like(_BIG), np.ones_like(_BIG)])
+
+SIGMOID_BINARY_CROSS_ENTROPY = LossSpec(
+    name="sigmoid_binary_cross_entropy",
+    family="classification",
+    fn=sigmoid_binary_cross_entropy,
+    arg_names=("logits", "labels"),
+    grads={0: _sbce_dz, 1: _sbce_dy},
+    hessian=_sbce_hessian,
+    sample=_sample_sigmoid,
+    reference=_ref_sbce,
+    edge_cases=(
+        EdgeCase((_SAT_Z, _SAT_Y), "saturated and infinite logits, hard labels (+inf where unmet)"),
+        EdgeCase((_BIG, np.full_like(_BIG, 0.3)), "saturated logits, soft label"),
+        EdgeCase((np.array([0.0]), np.array([0.5])), "GAN discriminator at D = 0.5: ln 2"),
+        EdgeCase((_SAT_Z, _SAT_Y), "saturated logits with pos_weight and smoothing",
+                 {"pos_weight": 3.0, "label_smoothing": 0.1}),
+    ),
+    configs=({}, {"label_smoothing": 0.1}, {"pos_weight": 2.5},
+             {"pos_weight": (0.5, 1.0, 2.0, 3.0, 0.25), "label_smoothing": 0.2}),
+    formula=r"w_+ y' \operatorname{sp}(-z) + (1 - y') \operatorname{sp}(z),\ y' = y(1-\varepsilon) + \varepsilon/2",
+    domain="z in [-inf, inf], y in [0, 1]",
+    optax_peer=optax_loss("sigmoid_binary_cross_entropy"),
+    naive=lambda z, y: -y * jax.nn.log_sigmoid(z) - (1 - y) * jax.nn.log_sigmoid(-z),
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# binary cross-entropy on probabilities
+# --------------------------------------------------------------------------
+def binary_cross_entropy(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Binary cross-entropy on probabilities, elementwise.
+
+  .. math::
+     \ell(p, y) = -y \log p - (1 - y) \log(1 - p),
+     \qquad 0 \log 0 = 0.
+
+  Exact at :math:`p \in \{0, 1\}`: 0 where the label is met, :math:`+\infty`
+  where it cannot be (:math:`p = 0, y > 0`). There is **no epsilon clipping**;
+  prefer :func:`sigmoid_binary_cross_entropy` on logits when you have them.
+
+  Derivatives (by hand):
+
+  .. math::
+     \partial_p \ell = -\frac{y}{p} + \frac{1 - y}{1 - p},
+     \qquad
+     \partial_y \ell = \log\frac{1 - p}{p},
+
+  with each term taken as 0 where its own coefficient and probability are both
+  0 (so the derivative with respect to a zero target at :math:`p = 0` is 0,
+  and :math:`\partial_p \ell = 1` at :math:`p = 0, y = 0`).
+
+  Probabilities outside [0, 1] (or NaN) give NaN in that element and raise
+  under ``checkify.checkify(fn, errors=checkify.user_checks)``.
+
+  Args:
+    probs: probabilities, floating array.
+    labels: targets in [0, 1], same shape.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  References:
+    Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, ch. 2.
+  """
+  p, y, mask, dtype = _elementwise_prologue("probs", probs, "labels", labels, where)
+  p = _base.sanitize(p, mask, fill=0.5)
+  y = _base.sanitize(y, mask)
+  bad = _base.check_probabilities("probs", p)
+  loss = -(_base.xlogy(y, p) + _base.xlogy(1 - y, 1 - p))
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _zero_if(cond, x):
+  return jnp.where(cond, jnp.zeros((), x.dtype), x)
+
+
+def _bce_dp(p, y):
+  p, y = _cast_like_logits(p, y)
+  a = _zero_if((y == 0) & (p == 0), -y / p)
+  b = _zero_if((y == 1) & (p == 1), (1 - y) / (1 - p))
+  return a + b
+
+
+def _bce_dy(p, y):
+  p, y = _cast_like_logits(p, y)
+  a = _zero_if((y == 0) & (p == 0), -jnp.log(p))
+  b = _zero_if((y == 1) & (p == 1), jnp.log1p(-p))
+  return a + b
+
+
+def _ref_bce(p, y):
+  p = np.asarray(p, np.float64)
+  y = np.asarray(y, np.float64)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    a = np.where(y == 0, 0.0, y * np.log(p))
+    b = np.where(1 - y == 0, 0.0, (1 - y) * np.log1p(-p))
+  out = -(a + b)
+  return np.where((p >= 0) & (p <= 1), out, np.nan)
+
+
+def _sample_probs(key, dtype, shape=(4, 5)):
+  kp, ky = jax.random.split(key)
+  p = jax.random.uniform(kp, shape, jnp.float32, 0.05, 0.95).astype(dtype)
+  y = jax.random.uniform(ky, shape, jnp.float32).astype(_label_dtype(dtype))
+  return p, y
+
+
+BINARY_CROSS_ENTROPY = LossSpec(
+    name="binary_cross_entropy",
+    family="classification",
+    fn=binary_cross_entropy,
+    arg_names=("probs", "labels"),
+    grads={0: _bce_dp, 1: _bce_dy},
+    sample=_sample_probs,
+    reference=_ref_bce,
+    edge_cases=(
+        EdgeCase((np.array([0.0, 1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0, 0.0])),
+                 "p in {0, 1}: 0 where met, +inf where unmet"),
+        EdgeCase((np.array([0.0, 0.5, 1e-300]), np.array([0.0, 0.0, 0.0])), "zero targets, p = 0"),
+        EdgeCase((np.array([0.8, 0.5]), np.array([0.8, 0.5])), "p = y: minimum, zero gradient"),
+        EdgeCase((np.array([1.5, -0.2]), np.array([1.0, 0.0])), "probabilities outside [0, 1]",
+                 in_domain=False),
+    ),
+    formula=r"-y \log p - (1 - y) \log(1 - p)",
+    domain="p in [0, 1], y in [0, 1]",
+    naive=lambda p, y: -(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)),
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# softmax cross-entropy with distribution labels
+# --------------------------------------------------------------------------
+def _row_prologue(name_p, predictions, axis, where):
+  z, dtype = _base.as_predictions(name_p, predictions)
+  axis = _base.normalize_axis(axis, z.ndim)
+  row_shape = _row_shape(z.shape, axis)
+  mask = _base.prepare_where(where, row_shape)
+  return z, dtype, axis, row_shape, mask
+
+
+def _softmax_parts(z, axis):
+  r"""Returns ``(m, e, rest)``: ``m = z[argmax]``, ``e = exp(z - m)``, ``rest = sum_{j != argmax} e_j``.
+
+  All keep ``axis``. ``lse(z) - m = log1p(rest)`` has no cancellation, so
+  ``lse(z) - z_argmax`` is exact to rounding even when it is tiny, and
+  ``softmax(z) = e / (1 + rest)``. Exactly one maximum is excluded (the first,
+  as ``argmax``), so tied maxima count in ``rest``. Because ``m`` is gathered
+  at a (locally constant) index rather than taken as a ``max``, every output
+  is a smooth function of ``z``: autodiff of them is exact to any order, also
+  at ties. Three reductions (max, first index of the max, ``rest``); only
+  the last evaluates ``exp``.
+  """
+  # The first maximum's index as min{j : z_j = max z}: two plain reductions,
+  # much faster on CPU than XLA's variadic argmax reduction.
+  iota = lax.broadcasted_iota(jnp.int32, z.shape, axis)
+  top = lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
+  idx = jnp.min(jnp.where(z == top, iota, jnp.int32(z.shape[axis])), axis=axis, keepdims=True)
+  idx = jnp.minimum(idx, z.shape[axis] - 1)  # a NaN row has no maximum
+  m = jnp.take_along_axis(z, idx, axis=axis)
+  e = jnp.exp(z - m)
+  is_arg = iota == idx
+  rest = jnp.sum(jnp.where(is_arg, jnp.zeros((), z.dtype), e), axis=axis, keepdims=True)
+  return m, e, rest
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _log_softmax(z, axis):
+  """``log softmax(z)`` as ``(z - m) - log1p(rest)`` (see :func:`_softmax_parts`), exact near ``p = 1``."""
+  m, _, rest = _softmax_parts(z, axis)
+  return (z - m) - jnp.log1p(rest)
+
+
+@_log_softmax.defjvp
+def _log_softmax_jvp(axis, primals, tangents):
+  (z,), (dz,) = primals, tangents
+  m, e, rest = _softmax_parts(z, axis)
+  out = (z - m) - jnp.log1p(rest)
+  # d log p_j = dz_j - sum_k p_k dz_k, with p = e / (1 + rest).
+  p = e / (1 + rest)
+  return out, dz - jnp.sum(p * dz, axis=axis, keepdims=True)
+
+
+def softmax_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    label_smoothing: float = 0.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Softmax cross-entropy against a target distribution, one value per row.
+
+  With :math:`C` classes along ``axis`` and smoothed targets
+  :math:`y' = (1 - \varepsilon) y + \varepsilon / C`:
+
+  .. math::
+     \ell(z, y) = -\sum_j y'_j \log p_j, \qquad
+     -\log p_j = (m - z_j) + \log\Bigl(1 + \sum_{i \ne \arg\max} e^{z_i - m}\Bigr),
+     \quad m = \max_i z_i,
+
+  the second form avoiding the cancellation in :math:`\operatorname{lse}(z) -
+  z_j` for confident rows. The log-softmax carries a ``jax.custom_jvp``,
+  :math:`d \log p_j = dz_j - \sum_k p_k\, dz_k`, so that first and second
+  derivatives are also right at tied maxima. Terms with :math:`y'_j = 0` are 0, so classes masked
+  with :math:`z_j = -\infty` give a finite loss and gradient when their target
+  is 0.
+
+  Derivatives (by hand), with :math:`S = \sum_j y'_j`:
+
+  .. math::
+     \partial_{z_j} \ell = S\, p_j - y'_j,
+     \qquad
+     \partial_{z_j} \partial_{z_k} \ell = S\,(\delta_{jk} p_j - p_j p_k),
+     \qquad
+     \partial_{y_j} \ell = -(1 - \varepsilon) \log p_j
+
+  (0 where :math:`y'_j = 0` and :math:`p_j = 0`). The labels are used as given
+  (not renormalized), which is why :math:`S` appears.
+
+  Args:
+    logits: floating array, classes along ``axis``.
+    labels: floating target distribution, same shape as ``logits``.
+    axis: the class axis.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    weights, where, reduction: see :mod:`jaxloss._base`; they have the shape
+      of one loss per row (``logits.shape`` without ``axis``).
+
+  References:
+    Bishop, *Pattern Recognition and Machine Learning*, 2006, section 4.3.4.
+    Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
+  """
+  _check_label_smoothing(label_smoothing)
+  z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
+  y = _base.as_distribution_targets("labels", labels, dtype)
+  _base.check_same_shape("logits", z, "labels", y)
+  z = _base.sanitize(z, mask, axis=axis)
+  y = _base.sanitize(y, mask, axis=axis)
+  if not _is_zero(label_smoothing):
+    eps = jnp.asarray(label_smoothing, dtype)
+    y = (1 - eps) * y + eps / z.shape[axis]
+  loss = -jnp.sum(_mul_limit(y, _log_softmax(z, axis)), axis=axis)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _smooth_dist(y, label_smoothing, axis):
+  return (1 - label_smoothing) * y + label_smoothing / y.shape[axis]
+
+
+def _sce_dz(z, y, *, axis=-1, label_smoothing=0.0):
+  z, y = _cast_like_logits(z, y)
+  y = _smooth_dist(y, label_smoothing, axis)
+  return jnp.sum(y, axis=axis, keepdims=True) * jax.nn.softmax(z, axis=axis) - y
+
+
+def _sce_dy(z, y, *, axis=-1, label_smoothing=0.0):
+  z, y = _cast_like_logits(z, y)
+  logp = jax.nn.log_softmax(z, axis=axis)
+  ys = _smooth_dist(y, label_smoothing, axis)
+  return -(1 - label_smoothing) * _zero_if((ys == 0) & jnp.isneginf(logp), logp)
+
+
+def _rowwise_hessian(blocks, shape, axis):
+  """Assembles per-row ``[C, C]`` blocks (batch dims first) into ``shape + shape``."""
+  n = len(shape)
+  axis = axis % n
+  c = blocks.shape[-1]
+  batch = blocks.shape[:-2]
+  nb = int(np.prod(batch, dtype=np.int64))
+  b = blocks.reshape(nb, c, c)
+  full = jnp.einsum("ij,ikl->ikjl", jnp.eye(nb, dtype=b.dtype), b)
+  moved = tuple(batch) + (c,)
+  full = full.reshape(moved + moved)
+  perm = [a for a in range(n) if a != axis] + [axis]
+  inv = [int(i) for i in np.argsort(perm)]
+  return jnp.transpose(full, inv + [n + i for i in inv])
+
+
+def _softmax_hessian_blocks(z, scale, axis):
+  """``scale * (diag p - p p^T)`` per row, rows first and classes last."""
+  p = jax.nn.softmax(jnp.moveaxis(z, axis, -1), axis=-1)
+  blocks = jnp.einsum("...j,jk->...jk", p, jnp.eye(p.shape[-1], dtype=p.dtype)) - p[..., :, None] * p[..., None, :]
+  return scale[..., None, None] * blocks
+
+
+def _sce_hessian(z, y, *, axis=-1, label_smoothing=0.0):
+  z, y = _cast_like_logits(z, y)
+  s = jnp.sum(_smooth_dist(y, label_smoothing, axis), axis=axis)
+  return _rowwise_hessian(_softmax_hessian_blocks(z, s, axis), z.shape, axis)
+
+
+def _np_log_softmax(z, axis):
+  z = np.asarray(z, np.float64)
+  m = np.max(z, axis=axis, keepdims=True)
+  with np.errstate(invalid="ignore"):
+    return z - m - np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+
+
+def _ref_sce(z, y, *, axis=-1, label_smoothing=0.0):
+  y = np.asarray(y, np.float64)
+  y = (1 - label_smoothing) * y + label_smoothing / y.shape[axis]
+  logp = _np_log_softmax(z, axis)
+  with np.errstate(invalid="ignore"):
+    t = np.where(y == 0, 0.0, y * logp)
+  return -np.sum(t, axis=axis)
+
+
+def _sample_softmax(key, dtype, shape=(4, 5)):
+  kz, ky = jax.random.split(key)
+  z = (2.0 * jax.random.normal(kz, shape, jnp.float32)).astype(dtype)
+  ldt = _label_dtype(dtype)
+  y = jax.nn.softmax(jax.random.normal(ky, shape, ldt), axis=-1)
+  return z, y
+
+
+_NEG = -np.inf
+SOFTMAX_CROSS_ENTROPY = LossSpec(
+    name="softmax_cross_entropy",
+    family="classification",
+    fn=softmax_cross_entropy,
+    arg_names=("logits", "labels"),
+    grads={0: _sce_dz, 1: _sce_dy},
+    hessian=_sce_hessian,
+    sample=_sample_softmax,
+    reference=_ref_sce,
+    edge_cases=(
+        EdgeCase((np.array([[0.5, _NEG, 2.0, _NEG], [1.0, -1.0, _NEG, 3.0]]),
+                  np.array([[0.3, 0.0, 0.7, 0.0], [0.0, 0.5, 0.0, 0.5]])),
+                 "-inf logits on classes with zero target"),
+        EdgeCase((np.array([[1000.0, 990.0], [990.0, 1000.0], [100.0, 95.0]]),
+                  np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])), "confident rows"),
+        EdgeCase((np.array([[3.0, 3.0, -2.0], [0.0, 0.0, 0.0]]), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]])),
+                 "tied maxima"),
+        EdgeCase((np.array([[30.0, -30.0, 0.0]]), np.array([[0.1, 0.6, 0.3]])), "unnormalized row: smoothing",
+                 {"label_smoothing": 0.1}),
+    ),
+    configs=({}, {"label_smoothing": 0.1}, {"axis": 0}),
+    rowwise=True,
+    formula=r"-\sum_j y'_j \log \operatorname{softmax}(z)_j,\ y' = (1-\varepsilon) y + \varepsilon / C",
+    domain="z in [-inf, inf) per class (finite where y' > 0), y >= 0",
+    optax_peer=optax_loss("softmax_cross_entropy"),
+    naive=lambda z, y: -jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1),
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# softmax cross-entropy with integer labels
+# --------------------------------------------------------------------------
+def _int_ce_parts(z, labels, axis):
+  m, e, rest = _softmax_parts(z, axis)
+  zy = jnp.take_along_axis(z, jnp.expand_dims(labels, axis), axis=axis)
+  return jnp.squeeze((m - zy) + jnp.log1p(rest), axis), e, rest
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _int_ce(z, labels, axis):
+  r"""``lse(z) - z_y`` per row, accurate on confident rows (see the public docstring)."""
+  return _int_ce_parts(z, labels, axis)[0]
+
+
+@_int_ce.defjvp
+def _int_ce_jvp(axis, primals, tangents):
+  z, labels = primals
+  dz, _ = tangents
+  loss, e, rest = _int_ce_parts(z, labels, axis)
+  p = e / (1 + rest)
+  onehot = lax.broadcasted_iota(labels.dtype, z.shape, axis) == jnp.expand_dims(labels, axis)
+  # p_y - 1 = expm1(-loss), without the cancellation of p_y - 1 on confident rows.
+  g = jnp.where(onehot, _expm1(-jnp.expand_dims(loss, axis)), p)
+  return loss, jnp.sum(g * dz, axis=axis)
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    label_smoothing: float = 0.0,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Softmax cross-entropy with integer class labels, one value per row.
+
+  With :math:`C` classes, label :math:`y` and smoothing :math:`\varepsilon`
+  (target :math:`q = (1 - \varepsilon) e_y + \varepsilon / C`, i.e.
+  :math:`\varepsilon / C` on every class):
+
+  .. math::
+     \ell(z, y) = -\sum_j q_j \log p_j
+     = \ell_0 + \varepsilon \Bigl(z_y - \frac1C \sum_j z_j\Bigr),
+     \qquad
+     \ell_0 = \operatorname{lse}(z) - z_y
+     = (m - z_y) + \log\Bigl(1 + \sum_{j \ne \arg\max} e^{z_j - m}\Bigr),
+
+  with :math:`m = \max_j z_j`. The last form has no cancellation: on
+  confident rows (logits ``[1000, 990]`` in float32, ``[100, 95]`` in
+  bfloat16) the loss agrees with float64 to a few ulp.
+
+  Derivatives (by hand):
+
+  .. math::
+     \partial_{z_j} \ell = p_j - q_j = p_j - (1 - \varepsilon)[j = y] - \frac{\varepsilon}{C},
+     \qquad
+     \partial_{z_j} \partial_{z_k} \ell = \delta_{jk} p_j - p_j p_k.
+
+  The implementation carries a ``jax.custom_jvp`` for :math:`\ell_0` whose
+  tangent uses :math:`p` with :math:`p_y - 1` replaced by
+  :math:`\operatorname{expm1}(-\ell_0)` (the same number, without
+  cancellation); forward mode, reverse mode and Hessians all go through it.
+
+  **Class weights** (PyTorch semantics): row :math:`i` gets the extra weight
+  :math:`w_{y_i}`; ``reduction="none"`` returns :math:`w_{y_i} \ell_i`, and the
+  mean is :math:`\sum_i w_{y_i} \ell_i / \sum_i w_{y_i}` over the rows kept.
+  **ignore_index**: rows whose label equals it are excluded (0 in
+  ``"none"``, not counted in the mean, zero gradient).
+
+  Labels outside :math:`[0, C)` that are not ``ignore_index`` give NaN in that
+  row and raise under ``checkify.checkify(fn, errors=checkify.user_checks)``;
+  so do negative class weights.
+
+  Args:
+    logits: floating array, classes along ``axis``. ``-inf`` masks a class.
+    labels: integer array of shape ``logits.shape`` without ``axis``.
+    axis: the class axis.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    class_weights: optional ``[C]`` non-negative weights.
+    ignore_index: optional label value whose rows are ignored (e.g. ``-100``).
+    weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
+
+  References:
+    Bishop, *Pattern Recognition and Machine Learning*, 2006, section 4.3.4.
+    Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
+    PyTorch ``torch.nn.CrossEntropyLoss`` (class weights, ``ignore_index``).
+  """
+  _check_label_smoothing(label_smoothing)
+  z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
+  labels = _base.as_integer_labels("labels", labels)
+  if tuple(labels.shape) != row_shape:
+    raise ValueError(
+        f"labels must have the logits' shape without axis {axis}, i.e. {row_shape}; got "
+        f"labels.shape={tuple(labels.shape)} for logits.shape={tuple(z.shape)}.")
+  num_classes = z.shape[axis]
+  if ignore_index is not None:
+    if not isinstance(ignore_index, (int, np.integer)):
+      raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}.")
+    keep = labels != ignore_index
+    mask = keep if mask is None else mask & keep
+  in_range = (labels >= 0) & (labels < num_classes)
+  bad = ~in_range if mask is None else mask & ~in_range
+  flat_bad = jnp.ravel(bad)
+  _base.runtime_check(
+      ~bad, f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}; "
+      "got {v}.", v=jnp.ravel(labels)[jnp.argmax(flat_bad)] if flat_bad.size else 0)
+  safe = jnp.where(in_range, labels, jnp.zeros((), labels.dtype))
+  if mask is not None:
+    safe = jnp.where(mask, safe, jnp.zeros((), labels.dtype))
+  z = _base.sanitize(z, mask, axis=axis)
+  loss = _int_ce(z, safe, axis)
+  if not _is_zero(label_smoothing):
+    eps = jnp.asarray(label_smoothing, dtype)
+    zy = jnp.squeeze(jnp.take_along_axis(z, jnp.expand_dims(safe, axis), axis=axis), axis)
+    loss = loss + eps * (zy - jnp.mean(z, axis=axis))
+  extra = None
+  if class_weights is not None:
+    cw = jnp.asarray(class_weights)
+    if not (jnp.issubdtype(cw.dtype, jnp.floating) or jnp.issubdtype(cw.dtype, jnp.integer)):
+      raise TypeError(f"class_weights must be numeric, got dtype {cw.dtype}.")
+    if cw.shape != (num_classes,):
+      raise ValueError(f"class_weights must have shape ({num_classes},) (one per class), got "
+                       f"class_weights.shape={cw.shape}.")
+    cw = cw.astype(dtype)
+    _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=jnp.min(cw))
+    extra = cw[safe]
+    bad = bad | (extra < 0)
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction, extra_weights=extra)
+
+
+def _int_row_factor(labels, class_weights, ignore_index, dtype):
+  w = jnp.ones(labels.shape, dtype)
+  if class_weights is not None:
+    w = jnp.asarray(class_weights, dtype)[jnp.clip(labels, 0, None)]
+  if ignore_index is not None:
+    w = jnp.where(labels == ignore_index, jnp.zeros((), dtype), w)
+  return w
+
+
+def _ice_dz(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+  (z,) = _cast_like_logits(z)
+  c = z.shape[axis]
+  onehot = jax.nn.one_hot(labels, c, dtype=z.dtype, axis=axis)
+  q = (1 - label_smoothing) * onehot + label_smoothing / c
+  w = _int_row_factor(labels, class_weights, ignore_index, z.dtype)
+  return jnp.expand_dims(w, axis) * (jax.nn.softmax(z, axis=axis) - q)
+
+
+def _ice_hessian(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+  del label_smoothing  # linear in z
+  (z,) = _cast_like_logits(z)
+  w = _int_row_factor(labels, class_weights, ignore_index, z.dtype)
+  return _rowwise_hessian(_softmax_hessian_blocks(z, w, axis), z.shape, axis)
+
+
+def _ref_ice(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+  z = np.asarray(z, np.float64)
+  labels = np.asarray(labels)
+  c = z.shape[axis]
+  logp = _np_log_softmax(z, axis)
+  safe = np.clip(labels, 0, c - 1)
+  nll = -np.squeeze(np.take_along_axis(logp, np.expand_dims(safe, axis), axis), axis)
+  loss = nll
+  if label_smoothing:
+    loss = (1 - label_smoothing) * nll - label_smoothing * np.mean(logp, axis=axis)
+  if class_weights is not None:
+    loss = loss * np.asarray(class_weights, np.float64)[safe]
+  if ignore_index is not None:
+    loss = np.where(labels == ignore_index, 0.0, loss)
+  ok = ((labels >= 0) & (labels < c)) | (labels == ignore_index if ignore_index is not None else False)
+  return np.where(ok, loss, np.nan)
+
+
+def _sample_int_labels(key, dtype, shape=(4, 5)):
+  kz, ky = jax.random.split(key)
+  z = (2.0 * jax.random.normal(kz, shape, jnp.float32)).astype(dtype)
+  labels = jax.random.randint(ky, shape[:-1], 0, shape[-1], jnp.int32)
+  return z, labels
+
+
+def _naive_ice(z, labels):
+  zy = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0]
+  return jax.nn.logsumexp(z, axis=-1) - zy
+
+
+SOFTMAX_CROSS_ENTROPY_WITH_INTEGER_LABELS = LossSpec(
+    name="softmax_cross_entropy_with_integer_labels",
+    family="classification",
+    fn=softmax_cross_entropy_with_integer_labels,
+    arg_names=("logits", "labels"),
+    grads={0: _ice_dz},
+    hessian=_ice_hessian,
+    sample=_sample_int_labels,
+    reference=_ref_ice,
+    edge_cases=(
+        EdgeCase((np.array([[1000.0, 990.0], [1000.0, 990.0]]), np.array([0, 1])), "confident rows (f32)"),
+        EdgeCase((np.array([[100.0, 95.0], [100.0, 95.0]]), np.array([0, 1])), "confident rows (bf16)"),
+        EdgeCase((np.array([[0.5, _NEG, 2.0, _NEG], [_NEG, -1.0, _NEG, 3.0]]), np.array([2, 1])),
+                 "-inf logits on classes other than the label"),
+        EdgeCase((np.array([[3.0, 3.0, -2.0], [0.0, 0.0, 0.0]]), np.array([1, 2])), "tied maxima"),
+        EdgeCase((np.array([[1.0, 2.0, 3.0], [4.0, -1.0, 0.0], [0.0, 1.0, 0.0]]), np.array([2, -100, 0])),
+                 "ignore_index row", {"ignore_index": -100}),
+        EdgeCase((np.array([[1.0, 2.0, 3.0], [4.0, -1.0, 0.0]]), np.array([2, 3])), "label out of range",
+                 in_domain=False),
+    ),
+    configs=({}, {"label_smoothing": 0.1}, {"class_weights": (0.5, 1.0, 2.0, 1.5, 0.25)},
+             {"ignore_index": 2}, {"label_smoothing": 0.2, "class_weights": (1.0, 0.0, 2.0, 1.0, 3.0)}),
+    rowwise=True,
+    formula=r"\operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{C} \sum_j z_j",
+    domain="z in [-inf, inf) per class, finite at the label; labels in [0, C) or ignore_index",
+    optax_peer=optax_loss("softmax_cross_entropy_with_integer_labels"),
+    naive=_naive_ice,
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# categorical cross-entropy on probabilities
+# --------------------------------------------------------------------------
+def categorical_cross_entropy(
+    probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Categorical cross-entropy on probabilities, one value per row.
+
+  .. math::
+     \ell(p, y) = -\sum_j y_j \log p_j, \qquad 0 \log 0 = 0.
+
+  The probabilities are used **as given**: unlike Keras'
+  ``categorical_crossentropy`` they are neither renormalized to sum to 1 nor
+  clipped away from 0 (a zero probability under a positive target gives
+  :math:`+\infty`). Probabilities outside [0, 1] give NaN in that row and raise
+  under ``checkify``.
+
+  Derivatives (by hand), each 0 where :math:`y_j = p_j = 0`:
+
+  .. math::
+     \partial_{p_j} \ell = -\frac{y_j}{p_j}, \qquad
+     \partial_{y_j} \ell = -\log p_j.
+
+  Args:
+    probs: probabilities, classes along ``axis``.
+    labels: floating target distribution, same shape.
+    axis: the class axis.
+    weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
+
+  References:
+    Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, ch. 2.
+  """
+  p, dtype, axis, row_shape, mask = _row_prologue("probs", probs, axis, where)
+  y = _base.as_distribution_targets("labels", labels, dtype)
+  _base.check_same_shape("probs", p, "labels", y)
+  p = _base.sanitize(p, mask, fill=0.5, axis=axis)
+  y = _base.sanitize(y, mask, axis=axis)
+  bad = jnp.any(_base.check_probabilities("probs", p), axis=axis)
+  loss = -jnp.sum(_base.xlogy(y, p), axis=axis)
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _cce_dp(p, y, *, axis=-1):
+  del axis
+  p, y = _cast_like_logits(p, y)
+  return _zero_if((y == 0) & (p == 0), -y / p)
+
+
+def _cce_dy(p, y, *, axis=-1):
+  del axis
+  p, y = _cast_like_logits(p, y)
+  return _zero_if((y == 0) & (p == 0), -jnp.log(p))
+
+
+def _ref_cce(p, y, *, axis=-1):
+  p = np.asarray(p, np.float64)
+  y = np.asarray(y, np.float64)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    t = np.where(y == 0, 0.0, y * np.log(p))
+  out = -np.sum(t, axis=axis)
+  ok = np.all((p >= 0) & (p <= 1), axis=axis)
+  return np.where(ok, out, np.nan)
+
+
+def _sample_cce(key, dtype, shape=(4, 5)):
+  kp, ky = jax.random.split(key)
+  p = jax.nn.softmax(jax.random.normal(kp, shape, jnp.float32), axis=-1).astype(dtype)
+  y = jax.nn.softmax(jax.random.normal(ky, shape, _label_dtype(dtype)), axis=-1)
+  return p, y
+
+
+CATEGORICAL_CROSS_ENTROPY = LossSpec(
+    name="categorical_cross_entropy",
+    family="classification",
+    fn=categorical_cross_entropy,
+    arg_names=("probs", "labels"),
+    grads={0: _cce_dp, 1: _cce_dy},
+    sample=_sample_cce,
+    reference=_ref_cce,
+    edge_cases=(
+        EdgeCase((np.array([[0.0, 0.25, 0.75], [1.0, 0.0, 0.0]]), np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])),
+                 "zero probabilities under zero targets"),
+        EdgeCase((np.array([[0.0, 1.0]]), np.array([[0.5, 0.5]])), "zero probability under a positive target: +inf"),
+        EdgeCase((np.array([[1.2, -0.2]]), np.array([[1.0, 0.0]])), "probabilities outside [0, 1]",
+                 in_domain=False),
+    ),
+    configs=({}, {"axis": 0}),
+    rowwise=True,
+    formula=r"-\sum_j y_j \log p_j",
+    domain="p in [0, 1] (not renormalized), y >= 0",
+    naive=lambda p, y: -jnp.sum(y * jnp.log(p), axis=-1),
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# sigmoid focal loss
+# --------------------------------------------------------------------------
+def sigmoid_focal_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: ArrayLike | None = None,
+    gamma: float = 2.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Sigmoid focal loss (Lin et al., 2017), elementwise; same value as optax's.
+
+  With :math:`s = \sigma(z)`, :math:`\bar s = \sigma(-z) = 1 - s`, the binary
+  cross-entropy :math:`c = y \operatorname{sp}(-z) + (1 - y)
+  \operatorname{sp}(z)`, the probability of the wrong class :math:`q = 1 - p_t =
+  (1 - y) s + y \bar s` and :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`
+  (1 when ``alpha=None``):
+
+  .. math::
+     \ell(z, y) = \alpha_t \, q^\gamma \, c .
+
+  Derivative (by hand), from :math:`c' = s - y`, :math:`q' = (1 - 2y) s \bar s`:
+
+  .. math::
+     \partial_z \ell = \alpha_t \Bigl[(s - y)\, q^\gamma
+        + \gamma\, c\, (1 - 2y)\, s \bar s\, q^{\gamma - 1}\Bigr].
+
+  Labels may be soft (in [0, 1]). At infinite logits on the wrong side the loss
+  is :math:`+\infty` and its gradient NaN (``inf * 0``); on the right side both
+  are 0.
+
+  Args:
+    logits: floating array.
+    labels: targets in [0, 1], same shape.
+    alpha: optional weight of the positive class in [0, 1] (scalar or
+      broadcastable to ``logits``).
+    gamma: focusing exponent :math:`\gamma \ge 0`.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  References:
+    Lin, Goyal, Girshick, He and Dollar, *Focal Loss for Dense Object
+    Detection*, ICCV 2017.
+  """
+  _base.check_scalar_in("gamma", gamma, 0.0, float("inf"))
+  if alpha is not None and np.ndim(alpha) == 0:
+    _base.check_scalar_in("alpha", alpha, 0.0, 1.0)
+  z, y, mask, dtype = _elementwise_prologue("logits", logits, "labels", labels, where)
+  z = _base.sanitize(z, mask)
+  y = _base.sanitize(y, mask)
+  ce = _sigmoid_bce_unreduced(z, y, None)
+  q = (1 - y) * _sigmoid(z) + y * _sigmoid(-z)
+  g = gamma if isinstance(gamma, (int, float)) else jnp.asarray(gamma, dtype)
+  loss = ce * jnp.power(q, g)
+  if alpha is not None:
+    a = _check_broadcast_option("alpha", alpha, z.shape, dtype)
+    loss = (a * y + (1 - a) * (1 - y)) * loss
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _focal_dz(z, y, *, alpha=None, gamma=2.0):
+  z, y = _cast_like_logits(z, y)
+  s, sb = jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
+  c = _zero_if(y == 0, y * jnp.logaddexp(0.0, -z)) + _zero_if(y == 1, (1 - y) * jnp.logaddexp(0.0, z))
+  q = (1 - y) * s + y * sb
+  d = (s - y) * q**gamma + gamma * c * (1 - 2 * y) * s * sb * q ** (gamma - 1)
+  if alpha is not None:
+    d = (alpha * y + (1 - alpha) * (1 - y)) * d
+  return d
+
+
+def _ref_focal(z, y, *, alpha=None, gamma=2.0):
+  z = np.asarray(z, np.float64)
+  y = np.asarray(y, np.float64)
+  ce = _ref_sbce(z, y)
+  with np.errstate(over="ignore"):
+    p, p_bar = 1.0 / (1.0 + np.exp(-z)), 1.0 / (1.0 + np.exp(z))
+  q = (1 - y) * p + y * p_bar
+  out = ce * q**gamma
+  if alpha is not None:
+    out = (alpha * y + (1 - alpha) * (1 - y)) * out
+  return out
+
+
+def _sample_focal(key, dtype, shape=(4, 5)):
+  kz, ky, kb = jax.random.split(key, 3)
+  z = (2.0 * jax.random.normal(kz, shape, jnp.float32)).astype(dtype)
+  soft = jax.random.uniform(ky, shape, jnp.float32)
+  hard = jax.random.bernoulli(kb, 0.5, shape).astype(jnp.float32)
+  y = jnp.where(jnp.arange(shape[-1]) % 2 == 0, hard, soft).astype(_label_dtype(dtype))
+  return z, y
+
+
+SIGMOID_FOCAL_LOSS = LossSpec(
+    name="sigmoid_focal_loss",
+    family="classification",
+    fn=sigmoid_focal_loss,
+    arg_names=("logits", "labels"),
+    grads={0: _focal_dz},
+    sample=_sample_focal,
+    reference=_ref_focal,
+    edge_cases=(
+        EdgeCase((np.array([-30.0, -1e4, 30.0, 1e4, np.inf, -np.inf, 0.0]),
+                  np.array([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])), "saturated logits, right and wrong side"),
+        EdgeCase((np.array([-np.inf, np.inf]), np.array([1.0, 0.0])), "infinite logits on the wrong side",
+                 in_domain=False),
+    ),
+    configs=({}, {"alpha": 0.25}, {"gamma": 0.0}, {"alpha": 0.75, "gamma": 1.5}),
+    formula=r"\alpha_t (1 - p_t)^\gamma \bigl(-\log p_t\bigr)",
+    domain="z real, y in [0, 1]",
+    optax_peer=optax_loss("sigmoid_focal_loss"),
+    naive=lambda z, y: (-y * jax.nn.log_sigmoid(z) - (1 - y) * jax.nn.log_sigmoid(-z))
+    * ((1 - y) * jax.nn.sigmoid(z) + y * jax.nn.sigmoid(-z)) ** 2,
+    float_argnums=(0,),
+)
+
+
+# --------------------------------------------------------------------------
+# hinge losses
+# --------------------------------------------------------------------------
+def _pm1_labels(s, labels, mask, dtype):
+  y = _base.as_targets("labels", labels, dtype)
+  _base.check_same_shape("scores", s, "labels", y)
+  y = _base.sanitize(y, mask, fill=1.0)
+  bad = ~((y == 1) | (y == -1))
+  _base.runtime_check(~bad, "labels must be -1 or +1; got {v}.",
+                      v=jnp.ravel(y)[jnp.argmax(jnp.ravel(bad))] if y.size else 0)
+  return y, bad
+
+
+def hinge_loss(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Binary hinge loss, elementwise, labels in :math:`\{-1, +1\}`.
+
+  .. math::
+     \ell(s, y) = \max(0, 1 - y s), \qquad
+     \partial_s \ell = -y \,[1 - y s > 0]
+
+  (a subgradient; at the kink :math:`y s = 1` JAX's ``maximum`` takes the
+  average, :math:`-y/2`).
+
+  Labels must be -1 or +1 (not 0/1): any other value gives NaN in that element
+  and raises under ``checkify``.
+
+  Args:
+    scores: floating decision values.
+    labels: -1 / +1 labels (any numeric dtype), same shape.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  References:
+    Cortes and Vapnik, *Support-Vector Networks*, Machine Learning 20, 1995.
+  """
+  s, dtype = _base.as_predictions("scores", scores)
+  mask = _base.prepare_where(where, s.shape)
+  s = _base.sanitize(s, mask)
+  y, bad = _pm1_labels(s, labels, mask, dtype)
+  loss = jnp.maximum(jnp.zeros((), dtype), 1 - y * s)
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def squared_hinge_loss(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Squared binary hinge loss, elementwise, labels in :math:`\{-1, +1\}`.
+
+  .. math::
+     \ell(s, y) = \max(0, 1 - y s)^2, \qquad
+     \partial_s \ell = -2 y \max(0, 1 - y s), \qquad
+     \partial_s^2 \ell = 2\,[1 - y s > 0].
+
+  Differentiable everywhere (the first derivative is continuous). Labels as in
+  :func:`hinge_loss`.
+
+  References:
+    Rennie and Srebro, *Loss Functions for Preference Levels*, 2005;
+    Fan et al., *LIBLINEAR*, JMLR 9, 2008 (L2-loss SVM).
+  """
+  s, dtype = _base.as_predictions("scores", scores)
+  mask = _base.prepare_where(where, s.shape)
+  s = _base.sanitize(s, mask)
+  y, bad = _pm1_labels(s, labels, mask, dtype)
+  loss = jnp.square(jnp.maximum(jnp.zeros((), dtype), 1 - y * s))
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _hinge_ds(s, y):
+  s, y = _cast_like_logits(s, y)
+  return jnp.where(1 - y * s > 0, -y, jnp.zeros((), s.dtype))
+
+
+def _sq_hinge_ds(s, y):
+  s, y = _cast_like_logits(s, y)
+  return -2 * y * jnp.maximum(1 - y * s, 0.0)
+
+
+def _sq_hinge_hessian(s, y):
+  s, y = _cast_like_logits(s, y)
+  return _diag_hessian(jnp.where(1 - y * s > 0, 2.0, 0.0).astype(s.dtype))
+
+
+def _sample_hinge(key, dtype, shape=(4, 5)):
+  ky, km, ks = jax.random.split(key, 3)
+  y = jnp.where(jax.random.bernoulli(ky, 0.5, shape), 1, -1).astype(jnp.int32)
+  # margin 1 - y s kept at least 0.1 away from the kink at 0.
+  margin = jax.random.uniform(km, shape, jnp.float32, 0.1, 2.0) * jnp.where(
+      jax.random.bernoulli(ks, 0.5, shape), 1.0, -1.0)
+  s = (y.astype(jnp.float32) * (1 - margin)).astype(dtype)
+  return s, y
+
+
+def _ref_hinge(s, y):
+  s = np.asarray(s, np.float64)
+  y = np.asarray(y, np.float64)
+  return np.where(np.abs(y) == 1, np.maximum(0.0, 1 - y * s), np.nan)
+
+
+HINGE_LOSS = LossSpec(
+    name="hinge_loss",
+    family="classification",
+    fn=hinge_loss,
+    arg_names=("scores", "labels"),
+    grads={0: _hinge_ds},
+    sample=_sample_hinge,
+    reference=_ref_hinge,
+    edge_cases=(
+        EdgeCase((np.array([1e4, -1e4, 3.0, -0.5]), np.array([1, 1, -1, -1])), "large scores, both labels"),
+        EdgeCase((np.array([0.5, 0.5]), np.array([0, 2])), "labels not in {-1, +1}", in_domain=False),
+    ),
+    formula=r"\max(0, 1 - y s)",
+    domain="s real, y in {-1, +1}",
+    optax_peer=optax_loss("hinge_loss"),
+    naive=lambda s, y: jnp.maximum(0.0, 1.0 - s * y),
+    float_argnums=(0,),
+)
+
+SQUARED_HINGE_LOSS = LossSpec(
+    name="squared_hinge_loss",
+    family="classification",
+    fn=squared_hinge_loss,
+    arg_names=("scores", "labels"),
+    grads={0: _sq_hinge_ds},
+    hessian=_sq_hinge_hessian,
+    sample=_sample_hinge,
+    reference=lambda s, y: _ref_hinge(s, y) ** 2,
+    edge_cases=(
+        EdgeCase((np.array([1e4, -1e4, 3.0, -0.5]), np.array([1, 1, -1, -1])), "large scores, both labels"),
+        EdgeCase((np.array([0.5]), np.array([0])), "label not in {-1, +1}", in_domain=False),
+    ),
+    formula=r"\max(0, 1 - y s)^2",
+    domain="s real, y in {-1, +1}",
+    naive=lambda s, y: jnp.maximum(0.0, 1.0 - s * y) ** 2,
+    float_argnums=(0,),
+)
+
+
+def multiclass_hinge_loss(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Multiclass (Crammer-Singer) hinge loss with integer labels, one value per row.
+
+  .. math::
+     \ell(s, y) = \max_k \bigl(s_k + [k \ne y]\bigr) - s_y,
+     \qquad
+     \partial_{s_j} \ell = [j = k^\star] - [j = y],
+     \quad k^\star = \arg\max_k \bigl(s_k + [k \ne y]\bigr)
+
+  (a subgradient; at ties JAX's ``max`` splits the derivative evenly). Same
+  value as ``optax.losses.multiclass_hinge_loss``. Labels outside
+  :math:`[0, C)` give NaN in that row and raise under ``checkify``.
+
+  Args:
+    scores: floating array, classes along ``axis``.
+    labels: integer array of shape ``scores.shape`` without ``axis``.
+    axis: the class axis.
+    weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
+
+  References:
+    Crammer and Singer, *On the Algorithmic Implementation of Multiclass
+    Kernel-based Vector Machines*, JMLR 2, 2001.
+  """
+  s, dtype, axis, row_shape, mask = _row_prologue("scores", scores, axis, where)
+  labels = _base.as_integer_labels("labels", labels)
+  if tuple(labels.shape) != row_shape:
+    raise ValueError(
+        f"labels must have the scores' shape without axis {axis}, i.e. {row_shape}; got "
+        f"labels.shape={tuple(labels.shape)} for scores.shape={tuple(s.shape)}.")
+  c = s.shape[axis]
+  in_range = (labels >= 0) & (labels < c)
+  bad = ~in_range if mask is None else mask & ~in_range
+  _base.runtime_check(~bad, f"labels must be class indices in [0, {c}); got {{v}}.",
+                      v=jnp.ravel(labels)[jnp.argmax(jnp.ravel(bad))] if bad.size else 0)
+  safe = jnp.where(in_range, labels, jnp.zeros((), labels.dtype))
+  s = _base.sanitize(s, mask, axis=axis)
+  onehot = lax.broadcasted_iota(safe.dtype, s.shape, axis) == jnp.expand_dims(safe, axis)
+  margin = jnp.where(onehot, s, s + 1)
+  sy = jnp.squeeze(jnp.take_along_axis(s, jnp.expand_dims(safe, axis), axis=axis), axis)
+  loss = jnp.max(margin, axis=axis) - sy
+  loss = _base.nan_where(bad, loss)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _mc_hinge_ds(s, labels, *, axis=-1):
+  (s,) = _cast_like_logits(s)
+  c = s.shape[axis]
+  onehot = jax.nn.one_hot(labels, c, dtype=s.dtype, axis=axis)
+  k = jnp.argmax(s + 1 - onehot, axis=axis)
+  return jax.nn.one_hot(k, c, dtype=s.dtype, axis=axis) - onehot
+
+
+def _ref_mc_hinge(s, labels, *, axis=-1):
+  s = np.moveaxis(np.asarray(s, np.float64), axis, -1)
+  labels = np.asarray(labels)
+  c = s.shape[-1]
+  out = np.full(labels.shape, np.nan)
+  for idx in np.ndindex(labels.shape):
+    yy = labels[idx]
+    if 0 <= yy < c:
+      row = s[idx]
+      out[idx] = max(row[k] + (k != yy) for k in range(c)) - row[yy]
+  return out
+
+
+def _sample_mc_hinge(key, dtype, shape=(4, 5)):
+  kp, ky, kn = jax.random.split(key, 3)
+  # Scores on a 0.7-spaced grid (+ small noise): s_y - s_k is never within 0.25
+  # of 1 and the s_k + 1 are distinct, so the max is away from every kink.
+  c = shape[-1]
+  ranks = jnp.argsort(jax.random.uniform(kp, shape, jnp.float32), axis=-1).astype(jnp.float32)
+  s = 0.7 * (ranks - c / 2) + jax.random.uniform(kn, shape, jnp.float32, -0.05, 0.05)
+  labels = jax.random.randint(ky, shape[:-1], 0, c, jnp.int32)
+  return s.astype(dtype), labels
+
+
+MULTICLASS_HINGE_LOSS = LossSpec(
+    name="multiclass_hinge_loss",
+    family="classification",
+    fn=multiclass_hinge_loss,
+    arg_names=("scores", "labels"),
+    grads={0: _mc_hinge_ds},
+    sample=_sample_mc_hinge,
+    reference=_ref_mc_hinge,
+    edge_cases=(
+        EdgeCase((np.array([[5.0, 1.0, 0.0], [0.0, 2.5, -1.0], [1e4, 0.0, -1e4]]), np.array([0, 0, 2])),
+                 "zero loss, violated margin, huge scores"),
+        EdgeCase((np.array([[0.0, 1.0]]), np.array([2])), "label out of range", in_domain=False),
+    ),
+    rowwise=True,
+    formula=r"\max_k (s_k + [k \ne y]) - s_y",
+    domain="s real, labels in [0, C)",
+    optax_peer=optax_loss("multiclass_hinge_loss"),
+    naive=lambda s, y: jnp.max(s + 1 - jax.nn.one_hot(y, s.shape[-1], dtype=s.dtype), axis=-1)
+    - jnp.take_along_axis(s, y[..., None], axis=-1)[..., 0],
+    float_argnums=(0,),
+)
+
+
+SPECS = (
+    SIGMOID_BINARY_CROSS_ENTROPY,
+    BINARY_CROSS_ENTROPY,
+    SOFTMAX_CROSS_ENTROPY,
+    SOFTMAX_CROSS_ENTROPY_WITH_INTEGER_LABELS,
+    CATEGORICAL_CROSS_ENTROPY,
+    SIGMOID_FOCAL_LOSS,
+    HINGE_LOSS,
+    SQUARED_HINGE_LOSS,
+    MULTICLASS_HINGE_LOSS,
+)
