@@ -478,12 +478,15 @@ def kl_divergence_with_log_targets(
   ax, mask = _rowwise_setup(lp, axis, where)
   lp = _base.sanitize(lp, mask, axis=ax)
   lt = _base.sanitize(lt, mask, axis=ax)
-  bad = _check_log_probabilities("log_predictions", lp) | _check_log_probabilities("log_targets", lt)
-  zero_t = lt == -jnp.inf
-  safe_lt = jnp.where(zero_t, jnp.zeros_like(lt), lt)
-  safe_lp = jnp.where(zero_t, jnp.zeros_like(lp), lp)
-  terms = jnp.where(zero_t, jnp.zeros_like(lt), jnp.exp(safe_lt) * (safe_lt - safe_lp))
-  loss = _row_loss(terms, bad, ax)
+  # The checkify checks name each argument; the NaN flag is one comparison
+  # (jnp.maximum propagates NaN, so a NaN in either argument is flagged too).
+  _check_log_probabilities("log_predictions", lp)
+  _check_log_probabilities("log_targets", lt)
+  bad = ~(jnp.maximum(lp, lt) <= 0)
+  # A zero target (s = -inf) gives e^s = 0 times a difference set to 0 (one
+  # select): value 0 and derivatives 0, even where l = -inf too.
+  diff = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), lt - lp)
+  loss = _row_loss(jnp.exp(lt) * diff, bad, ax)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
