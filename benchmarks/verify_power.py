@@ -21,7 +21,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import test_util as jtu
 
 import jaxloss
@@ -94,21 +93,25 @@ def _check_grads_detects(spec, mutant, m, dtype) -> bool:
       g_true = spec.grads[i]
       h_mut = mutant.hessian
 
-      @jax.custom_jvp
-      def grad_fn(x, args=args, config=config):
-        a = list(args)
-        a[i] = x
-        return g_true(*a, **config)
+      def make_grad(args=args, config=config):
+        @jax.custom_jvp
+        def grad_fn(x):
+          a = list(args)
+          a[i] = x
+          return g_true(*a, **config)
 
-      @grad_fn.defjvp
-      def grad_jvp(primals, tangents, args=args, config=config):
-        (x,), (t,) = primals, tangents
-        a = list(args)
-        a[i] = x
-        h = h_mut(*a, **config)
-        n = x.size
-        return grad_fn(x), (h.reshape(n, n) @ t.reshape(n)).reshape(x.shape).astype(x.dtype)
+        @grad_fn.defjvp
+        def grad_jvp(primals, tangents):
+          (x,), (t,) = primals, tangents
+          a = list(args)
+          a[i] = x
+          h = h_mut(*a, **config)
+          n = x.size
+          return grad_fn(x), (h.reshape(n, n) @ t.reshape(n)).reshape(x.shape).astype(x.dtype)
 
+        return grad_fn
+
+      grad_fn = make_grad()
       try:
         jtu.check_grads(grad_fn, (args[i],), order=1, modes=("fwd",))
       except AssertionError:
@@ -129,7 +132,9 @@ def main(argv=None) -> int:
       mutant = mod.mutant_spec(m)
       rep = verify.check_spec(mutant, dtypes=[m.dtype], **m.check)
       ours = not rep.ok
-      where = ", ".join(sorted({f"{r.check} {r.kind}" for r in rep.failures}))[:60]
+      where = ", ".join(sorted({r.check for r in rep.failures}))
+      kinds = "/".join(k for k in ("given", "edge", "near") if any(r.kind == k for r in rep.failures))
+      where = f"{where} ({kinds})" if where else "-"
       try:
         theirs = "caught" if _check_grads_detects(spec, mutant, m, verify.resolve_dtype(m.dtype)) else "missed"
       except Exception as e:  # pylint: disable=broad-except
@@ -137,9 +142,10 @@ def main(argv=None) -> int:
       rows.append((m.loss, m.name, m.category, m.dtype, "caught" if ours else "MISSED", theirs, where))
       print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
   elapsed = time.perf_counter() - t0
-  header = ("loss", "mutant", "category", "dtype", "jaxloss.verify", "check_grads", "verify: failing checks")
+  header = ("loss", "mutant", "category", "dtype", "jaxloss.verify", "check_grads",
+            "verify: failing checks (points)")
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
   n_ours = sum(r[4] == "caught" for r in rows)
   n_theirs = sum(r[5] == "caught" for r in rows)
   summary = (f"\n{len(rows)} mutants: jaxloss.verify caught {n_ours}, jax.test_util.check_grads caught {n_theirs} "

@@ -1,0 +1,206 @@
+"""Sensitivity of jaxloss.verify: every mutant of a registry closed form must be caught.
+
+A mutant is a registry spec whose closed-form gradient or Hessian is wrapped to
+plant one mistake: a small relative error on ordinary points (1e-4 in float32,
+1e-8 in float64), a sign flip in one component, a term missing only in a
+config/edge (label smoothing, the ignore_index row), NaN at one edge point, a
+wrong Hessian diagonal. The control, that the unmodified specs pass (in all
+four dtypes, on a superset of these points and configs), is
+tests/test_registry.py::test_verify_registered.
+
+``MUTANTS`` is also used by benchmarks/verify_power.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxloss
+from jaxloss import verify
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+  name: str
+  loss: str
+  category: str
+  dtype: str
+  build: object  # spec -> mutant spec
+  check: dict  # keyword arguments of verify.check_spec (which points/configs to look at)
+  target: str  # "grad" or "hess"
+
+
+def _grad(i, wrap):
+  """A builder replacing grads[i] by wrap(g)."""
+
+  def build(spec):
+    g = spec.grads[i]
+    return dataclasses.replace(spec, grads={**spec.grads, i: wrap(g)})
+
+  return build
+
+
+def _hess(wrap):
+  def build(spec):
+    return dataclasses.replace(spec, hessian=wrap(spec.hessian))
+
+  return build
+
+
+def rel(factor):
+  return lambda g: (lambda *a, **c: g(*a, **c) * (1.0 + factor))
+
+
+def flip_one(g):
+  """Negates the largest-magnitude component."""
+
+  def out(*a, **c):
+    v = g(*a, **c)
+    flat = v.reshape(-1)
+    k = jnp.argmax(jnp.abs(flat))
+    return flat.at[k].multiply(-1.0).reshape(v.shape)
+
+  return out
+
+
+def drop_config(key):
+  """The closed form ignores one option (e.g. label smoothing): wrong only where it is set."""
+
+  def wrap(g):
+    return lambda *a, **c: g(*a, **{k: v for k, v in c.items() if k != key})
+
+  return wrap
+
+
+def nan_where(cond):
+  """Right everywhere except NaN where cond(*args) holds (an edge point)."""
+
+  def wrap(g):
+    def out(*a, **c):
+      v = g(*a, **c)
+      return jnp.where(cond(*a), jnp.asarray(jnp.nan, v.dtype), v)
+
+    return out
+
+  return wrap
+
+
+def ignore_row_kept(g):
+  """softmax CE with integer labels: the ignore_index row gets softmax(z) instead of 0."""
+
+  def out(z, labels, **c):
+    v = g(z, labels, **c)
+    ign = c.get("ignore_index")
+    if ign is None:
+      return v
+    row = (labels == ign)[..., None]
+    return v + jnp.where(row, jax.nn.softmax(jnp.where(jnp.isfinite(z), z, -1e30), axis=-1), 0.0).astype(v.dtype)
+
+  return out
+
+
+def hess_diag(factor):
+  def wrap(h):
+    def out(*a, **c):
+      m = h(*a, **c)
+      n = int(round(m.size ** 0.5))
+      flat = m.reshape(n, n)
+      flat = flat + factor * jnp.diag(jnp.diag(flat))
+      return flat.reshape(m.shape)
+
+    return out
+
+  return wrap
+
+
+_ORDINARY = dict(configs=[{}], edge_cases=False, hessian=False)  # the sampled point and points near it
+
+MUTANTS = [
+    # small relative errors on well-conditioned points
+    Mutant("rel 1e-4 f32", "squared_error", "relative error", "f32", _grad(0, rel(1e-4)), _ORDINARY, "grad"),
+    Mutant("rel 1e-8 f64", "squared_error", "relative error", "f64", _grad(1, rel(1e-8)), _ORDINARY, "grad"),
+    Mutant("rel 1e-4 f32", "sigmoid_binary_cross_entropy", "relative error", "f32", _grad(0, rel(1e-4)),
+           _ORDINARY, "grad"),
+    Mutant("rel 1e-8 f64", "sigmoid_binary_cross_entropy", "relative error", "f64", _grad(0, rel(1e-8)),
+           _ORDINARY, "grad"),
+    Mutant("rel 1e-4 f32", "softmax_cross_entropy", "relative error", "f32", _grad(0, rel(1e-4)), _ORDINARY,
+           "grad"),
+    Mutant("rel 1e-8 f64", "softmax_cross_entropy_with_integer_labels", "relative error", "f64",
+           _grad(0, rel(1e-8)), _ORDINARY, "grad"),
+    Mutant("rel 1e-4 f32", "log_cosh", "relative error", "f32", _grad(0, rel(1e-4)), _ORDINARY, "grad"),
+    Mutant("rel 1e-8 f64", "poisson_nll", "relative error", "f64", _grad(0, rel(1e-8)), _ORDINARY, "grad"),
+    Mutant("rel 1e-4 f32 (variance)", "gaussian_nll", "relative error", "f32", _grad(2, rel(1e-4)), _ORDINARY,
+           "grad"),
+    Mutant("rel 1e-8 f64 (targets)", "kl_divergence", "relative error", "f64", _grad(1, rel(1e-8)), _ORDINARY,
+           "grad"),
+    Mutant("rel 1e-4 f32", "entropy", "relative error", "f32", _grad(0, rel(1e-4)), _ORDINARY, "grad"),
+    # a sign flip in one component
+    Mutant("sign flip", "squared_error", "sign flip", "f32", _grad(0, flip_one), _ORDINARY, "grad"),
+    Mutant("sign flip", "softmax_cross_entropy_with_integer_labels", "sign flip", "f32", _grad(0, flip_one),
+           _ORDINARY, "grad"),
+    Mutant("sign flip (targets)", "huber_loss", "sign flip", "f32", _grad(1, flip_one), _ORDINARY, "grad"),
+    Mutant("sign flip", "binary_cross_entropy", "sign flip", "f32", _grad(0, flip_one), _ORDINARY, "grad"),
+    # a term missing only in a config / at an edge
+    Mutant("no label smoothing", "sigmoid_binary_cross_entropy", "term missing at edges", "f32",
+           _grad(0, drop_config("label_smoothing")),
+           dict(configs=[{"label_smoothing": 0.1}], edge_cases=False, hessian=False), "grad"),
+    Mutant("no label smoothing", "softmax_cross_entropy", "term missing at edges", "f32",
+           _grad(0, drop_config("label_smoothing")),
+           dict(configs=[{"label_smoothing": 0.1}], edge_cases=False, hessian=False), "grad"),
+    Mutant("no label smoothing", "softmax_cross_entropy_with_integer_labels", "term missing at edges", "f64",
+           _grad(0, drop_config("label_smoothing")),
+           dict(configs=[{"label_smoothing": 0.1}], edge_cases=False, hessian=False), "grad"),
+    Mutant("ignore_index row kept", "softmax_cross_entropy_with_integer_labels", "term missing at edges",
+           "f32", _grad(0, ignore_row_kept), dict(configs=[], edge_cases=True, hessian=False), "grad"),
+    # right except NaN at one edge point
+    Mutant("NaN at |z| > 1e3", "sigmoid_binary_cross_entropy", "NaN at an edge", "f32",
+           _grad(0, nan_where(lambda z, y, **c: jnp.abs(z) > 1e3)),
+           dict(configs=[], edge_cases=True, hessian=False), "grad"),
+    Mutant("NaN at |p| > 1e10", "squared_error", "NaN at an edge", "f32",
+           _grad(0, nan_where(lambda p, y, **c: jnp.abs(p) > 1e10)),
+           dict(configs=[], edge_cases=True, hessian=False), "grad"),
+    Mutant("NaN at |r| > 80", "log_cosh", "NaN at an edge", "f32",
+           _grad(0, nan_where(lambda p, y, **c: jnp.abs(p - y) > 80)),
+           dict(configs=[], edge_cases=True, hessian=False), "grad"),
+    Mutant("NaN at p = 0", "binary_cross_entropy", "NaN at an edge", "f32",
+           _grad(0, nan_where(lambda p, y, **c: p == 0)),
+           dict(configs=[], edge_cases=True, hessian=False), "grad"),
+    # a wrong Hessian diagonal
+    Mutant("H diag x (1 + 1e-4)", "squared_error", "wrong Hessian diagonal", "f32", _hess(hess_diag(1e-4)),
+           dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
+    Mutant("H diag x (1 + 1e-4)", "sigmoid_binary_cross_entropy", "wrong Hessian diagonal", "f32",
+           _hess(hess_diag(1e-4)), dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
+    Mutant("H diag x (1 + 1e-4)", "softmax_cross_entropy", "wrong Hessian diagonal", "f32",
+           _hess(hess_diag(1e-4)), dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
+    Mutant("H diag x (1 + 1e-8)", "softmax_cross_entropy_with_integer_labels", "wrong Hessian diagonal", "f64",
+           _hess(hess_diag(1e-8)), dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
+]
+
+
+def mutant_spec(m: Mutant):
+  return m.build(jaxloss.REGISTRY[m.loss])
+
+
+def run_mutant(m: Mutant) -> verify.Report:
+  return verify.check_spec(mutant_spec(m), dtypes=[m.dtype], **m.check)
+
+
+def test_enough_mutants():
+  assert len(MUTANTS) >= 20
+  assert {m.category for m in MUTANTS} == {"relative error", "sign flip", "term missing at edges",
+                                           "NaN at an edge", "wrong Hessian diagonal"}
+
+
+@pytest.mark.parametrize("m", MUTANTS, ids=[f"{m.loss}:{m.name}" for m in MUTANTS])
+def test_mutant_is_caught(m):
+  spec = jaxloss.REGISTRY[m.loss]
+  if m.target == "hess":
+    assert spec.hessian is not None, f"{m.loss} has no closed-form Hessian any more; pick another loss"
+  report = run_mutant(m)
+  assert report.rows, "nothing was checked"
+  assert not report.ok, f"mutant {m.name} of {m.loss} was not caught:\n{report}"
+  assert all(r.check.startswith(m.target) for r in report.failures)
