@@ -623,27 +623,76 @@ SOFTMAX_CROSS_ENTROPY = LossSpec(
 # --------------------------------------------------------------------------
 # softmax cross-entropy with integer labels
 # --------------------------------------------------------------------------
-def _int_ce_parts(z, labels, axis):
-  m, e, rest = _softmax_parts(z, axis)
-  zy = jnp.take_along_axis(z, jnp.expand_dims(labels, axis), axis=axis)
-  return jnp.squeeze((m - zy) + jnp.log1p(rest), axis), e, rest
+def _label_index(labels, axis):
+  """Scatter/gather index tuple that addresses ``z[..., labels, ...]`` (``labels`` at ``axis``)."""
+  idx = [lax.broadcasted_iota(jnp.int32, labels.shape, i) for i in range(labels.ndim)]
+  return tuple(idx[:axis]) + (labels.astype(jnp.int32),) + tuple(idx[axis:])
+
+
+def _onehot(labels, shape, axis):
+  return lax.broadcasted_iota(labels.dtype, shape, axis) == jnp.expand_dims(labels, axis)
+
+
+def _minus_onehot_fused(e, labels, axis):
+  """``e - onehot(labels)`` as a compare; on GPU/TPU it fuses into the reduction that reads it."""
+  return e - _onehot(labels, e.shape, axis).astype(e.dtype)
+
+
+def _minus_onehot_scatter(e, labels, axis):
+  """``e - onehot(labels)`` as an in-place update of the label entries (CPU: no one-hot pass).
+
+  ``labels`` must lie in ``[0, C)`` (the caller sanitizes them): out-of-range
+  indices are undefined behaviour under ``promise_in_bounds``.
+  """
+  return e.at[_label_index(labels, axis)].add(-1.0, mode="promise_in_bounds")
+
+
+def _int_ce_stats(z, labels, axis):
+  r"""``(loss, d, s)`` with ``d = exp(z - m) - onehot(y)`` and ``s = sum_j d_j`` (keeps ``axis``).
+
+  ``d_j = e_j - [j = y]`` is exact where :math:`e_y = 1` (``y`` a maximum),
+  so ``s = sum_{j != y} e_j + (e_y - 1)`` needs neither the argmax nor a tie
+  count: two reductions (max, sum), one ``exp``. ``1 + s = sum_j e_j``, the
+  loss is ``(m - z_y) + log1p(s)`` and ``softmax - onehot = (d - [j = y] s) /
+  (1 + s)``. Where ``y`` is a maximum, ``s`` is the exact rest-sum, so
+  confident rows are accurate; elsewhere :math:`p_y \le 1/2`, the loss is at
+  least :math:`\log 2` and the absolute rounding of ``s`` is harmless.
+  ``labels`` must lie in ``[0, C)``.
+  """
+  # Not stop_gradient: only the Hessian path differentiates these stats (first order uses the custom
+  # JVP below), and with d m = d z_k at a unique maximum k, d e_k = 0 exactly, so the derivative of
+  # p_k = e_k / (1 + s) comes from the rest-sum alone: p_k (1 - p_k) without cancellation.
+  m = jnp.max(z, axis=axis, keepdims=True)
+  e = jnp.exp(z - m)
+  d = lax.platform_dependent(e, labels, cpu=functools.partial(_minus_onehot_scatter, axis=axis),
+                            default=functools.partial(_minus_onehot_fused, axis=axis))
+  s = jnp.sum(d, axis=axis, keepdims=True)
+  zy = jnp.take_along_axis(z, jnp.expand_dims(labels, axis), axis=axis, mode="promise_in_bounds")
+  return jnp.squeeze((m - zy) + jnp.log1p(s), axis), d, s
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _int_ce(z, labels, axis):
-  r"""``lse(z) - z_y`` per row, accurate on confident rows (see the public docstring)."""
-  return _int_ce_parts(z, labels, axis)[0]
+  r"""``lse(z) - z_y`` per row, accurate on confident rows (see the public docstring).
+
+  ``labels`` must lie in ``[0, C)``: the public function sanitizes invalid and
+  ignored labels to 0 before calling this.
+  """
+  return _int_ce_stats(z, labels, axis)[0]
 
 
 @_int_ce.defjvp
 def _int_ce_jvp(axis, primals, tangents):
   z, labels = primals
   dz, _ = tangents
-  loss, e, rest = _int_ce_parts(z, labels, axis)
-  p = e / (1 + rest)
-  onehot = lax.broadcasted_iota(labels.dtype, z.shape, axis) == jnp.expand_dims(labels, axis)
-  # p_y - 1 = expm1(-loss), without the cancellation of p_y - 1 on confident rows.
-  g = jnp.where(onehot, _expm1(-jnp.expand_dims(loss, axis)), p)
+  _, d, s = _int_ce_stats(z, labels, axis)
+  # The custom-JVP loss itself (XLA merges it with the stats above): its derivative is this rule's
+  # tangent, so the Hessian of the label entry below is p_y (p - onehot) without cancellation.
+  loss = _int_ce(z, labels, axis)
+  # d loss = sum_j (p_j - [j = y]) dz_j: p_j = d_j / (1 + s) off the label, and p_y - 1 =
+  # expm1(-loss) at it (no cancellation of p_y - 1 on confident rows, in value and derivative).
+  # d * (1 / (1 + s)): one division per row, not per element (at most 1 ulp more).
+  g = jnp.where(_onehot(labels, z.shape, axis), _expm1(-jnp.expand_dims(loss, axis)), d * (1 / (1 + s)))
   return loss, jnp.sum(g * dz, axis=axis)
 
 
@@ -687,6 +736,11 @@ def softmax_cross_entropy_with_integer_labels(
   tangent uses :math:`p` with :math:`p_y - 1` replaced by
   :math:`\operatorname{expm1}(-\ell_0)` (the same number, without
   cancellation); forward mode, reverse mode and Hessians all go through it.
+  The row statistics take one max and one sum per row: with
+  :math:`d_j = e^{z_j - m} - [j = y]` (exact where :math:`z_y = m`),
+  :math:`\sum_j d_j = \sum_{j \ne \arg\max} e^{z_j - m}` when :math:`y` is a
+  maximum, so no argmax or tie count is needed (on CPU ``d`` is an in-place
+  scatter at the labels, elsewhere a fused one-hot compare).
 
   **Class weights** (PyTorch semantics): row :math:`i` gets the extra weight
   :math:`w_{y_i}`; ``reduction="none"`` returns :math:`w_{y_i} \ell_i`, and the
@@ -1070,7 +1124,7 @@ def _pm1_labels(s, labels, mask, dtype):
   y = _base.as_targets("labels", labels, dtype)
   _base.check_same_shape("scores", s, "labels", y)
   y = _base.sanitize(y, mask, fill=1.0)
-  bad = ~((y == 1) | (y == -1))
+  bad = jnp.abs(y) != 1  # NaN too; one compare, cheaper than (y == 1) | (y == -1) on CPU
   _base.runtime_check(~bad, "labels must be -1 or +1; got {v}.",
                       v=jnp.ravel(y)[jnp.argmax(jnp.ravel(bad))] if y.size else 0)
   return y, bad
@@ -1090,8 +1144,7 @@ def hinge_loss(
      \ell(s, y) = \max(0, 1 - y s), \qquad
      \partial_s \ell = -y \,[1 - y s > 0]
 
-  (a subgradient; at the kink :math:`y s = 1` JAX's ``maximum`` takes the
-  average, :math:`-y/2`).
+  (a subgradient; at the kink :math:`y s = 1` it is 0, as ``jax.nn.relu``).
 
   Labels must be -1 or +1 (not 0/1): any other value gives NaN in that element
   and raises under ``checkify``.
@@ -1108,8 +1161,9 @@ def hinge_loss(
   mask = _base.prepare_where(where, s.shape)
   s = _base.sanitize(s, mask)
   y, bad = _pm1_labels(s, labels, mask, dtype)
-  loss = jnp.maximum(jnp.zeros((), dtype), 1 - y * s)
-  loss = _base.nan_where(bad, loss)
+  # relu, not maximum(0, .): its subgradient at the kink is 0 (the project's convention, and
+  # cheaper on CPU than maximum's tie-averaging JVP).
+  loss = _base.nan_where(bad, jax.nn.relu(1 - y * s))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -1139,7 +1193,7 @@ def squared_hinge_loss(
   mask = _base.prepare_where(where, s.shape)
   s = _base.sanitize(s, mask)
   y, bad = _pm1_labels(s, labels, mask, dtype)
-  loss = jnp.square(jnp.maximum(jnp.zeros((), dtype), 1 - y * s))
+  loss = jnp.square(jax.nn.relu(1 - y * s))
   loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 

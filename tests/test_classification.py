@@ -443,6 +443,60 @@ def test_int_ce_jit_and_no_python_loop_over_rows():
   np.testing.assert_allclose(float(val), np.mean(-sp.log_softmax(_f64(z), -1)[np.arange(64), labels]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("label", [0, 1, 2])
+def test_int_ce_hessian_confident_rows_every_label_f32(label):
+  # label 0 is the maximum (p_y ~ 1), 1 and 2 are not: the argmax's diagonal p_k (1 - p_k) ~ 6.7e-3
+  # and the label's entries must all be accurate to a few float32 ulp, in forward-over-reverse.
+  z = np.array([[1000.0, 990.0, 995.0]], np.float32)
+  h = np.asarray(_jhess(_sum_none(C.softmax_cross_entropy_with_integer_labels))(z, np.array([label])))[0, :, 0, :]
+  p = sp.softmax(_f64(z[0]))
+  np.testing.assert_allclose(h, np.diag(p) - np.outer(p, p), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_int_ce_scatter_and_onehot_branches_agree(axis):
+  # lax.platform_dependent picks the scatter on CPU and the one-hot compare elsewhere: both run here.
+  z = jax.random.normal(jax.random.PRNGKey(3), (3, 4, 5), jnp.float32)
+  shape = tuple(d for i, d in enumerate(z.shape) if i != axis)
+  labels = jax.random.randint(jax.random.PRNGKey(4), shape, 0, z.shape[axis])
+  e = jnp.exp(z)
+  a = C._minus_onehot_scatter(e, labels, axis)
+  b = C._minus_onehot_fused(e, labels, axis)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  onehot = np.moveaxis(np.eye(z.shape[axis], dtype=np.float32)[np.asarray(labels)], -1, axis)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(e) - onehot)
+
+
+def test_int_ce_invalid_and_ignored_labels_never_index_out_of_bounds():
+  # The core scatters/gathers with mode="promise_in_bounds": the public function must sanitize labels.
+  z = np.random.default_rng(9).normal(size=(5, 4)).astype(np.float32)
+  labels = np.array([2, 2**31 - 1, -100, -(2**31), 4], np.int32)
+  f = lambda a, b: C.softmax_cross_entropy_with_integer_labels(a, b, ignore_index=-100, reduction="none")
+  val = np.asarray(jax.jit(f)(z, labels))
+  assert np.isnan(val[[1, 3, 4]]).all() and val[2] == 0.0
+  np.testing.assert_allclose(val[0], -sp.log_softmax(_f64(z[0]))[2], rtol=1e-6)
+  g = np.asarray(jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b)[:3:2])))(z, labels))
+  assert np.isfinite(g).all()
+  np.testing.assert_allclose(g[0], sp.softmax(_f64(z[0])) - np.eye(4)[2], atol=1e-7)
+  np.testing.assert_array_equal(g[1:], 0.0)
+
+
+def test_int_ce_vmap_forward_mode_and_reverse_agree():
+  z = jax.random.normal(jax.random.PRNGKey(5), (4, 6, 3), jnp.float32)
+  labels = jax.random.randint(jax.random.PRNGKey(6), (4, 3), 0, 6)
+  f = lambda a, b: C.softmax_cross_entropy_with_integer_labels(a, b, axis=0, reduction="sum")
+  batched = jax.vmap(f)(z, labels)
+  direct = C.softmax_cross_entropy_with_integer_labels(z, labels, axis=1, reduction="none").sum(-1)
+  np.testing.assert_allclose(np.asarray(batched), np.asarray(direct), rtol=1e-6)
+  total = lambda a: jnp.sum(jax.vmap(f)(a, labels))
+  g_rev = jax.jit(jax.grad(total))(z)
+  g_fwd = jax.jit(jax.jacfwd(total))(z)
+  np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g_rev), rtol=1e-6, atol=1e-7)
+  p = sp.softmax(_f64(z), axis=1)
+  onehot = np.moveaxis(np.eye(6)[np.asarray(labels)], -1, 1)
+  np.testing.assert_allclose(np.asarray(g_rev), p - onehot, atol=1e-6)
+
+
 # --------------------------------------------------------------------------
 # categorical cross-entropy, focal, hinge
 # --------------------------------------------------------------------------
@@ -509,6 +563,23 @@ def test_hinge_labels_must_be_pm1(fn):
   err, _ = checkify.checkify(lambda a, b: fn(a, b), errors=checkify.user_checks)(s, y)
   with pytest.raises(Exception, match="labels must be -1 or \\+1"):
     err.throw()
+
+
+@pytest.mark.parametrize("fn", [C.hinge_loss, C.squared_hinge_loss])
+def test_hinge_kink_subgradient_zero_and_invalid_labels(fn):
+  # At the kink y s = 1 the subgradient is 0 (as the registry's closed form _hinge_ds); labels that
+  # are not exactly -1 or +1 (NaN, 1 + ulp) give NaN in their element and a zero gradient there.
+  s = np.array([1.0, -1.0, 0.5, 0.5, 0.5, 0.5], np.float32)
+  y = np.array([1.0, -1.0, np.nan, np.nextafter(np.float32(1), np.float32(2)), -1.0, 1.0], np.float32)
+  val = np.asarray(fn(s, y, reduction="none"))
+  np.testing.assert_array_equal(np.isnan(val), [False, False, True, True, False, False])
+  np.testing.assert_array_equal(val[[0, 1]], 0.0)
+  g = np.asarray(_jgrad(lambda a, b: jnp.sum(fn(a, b, where=~np.isnan(val), reduction="none")))(s, y))
+  expected = {C.hinge_loss: [0.0, 0.0, 0.0, 0.0, 1.0, -1.0], C.squared_hinge_loss: [0.0, 0.0, 0.0, 0.0, 3.0, -1.0]}
+  np.testing.assert_array_equal(g, expected[fn])
+  finite_y = np.where(np.isnan(y), 1.5, y).astype(np.float32)  # a NaN label makes its own gradient NaN
+  g_bad = np.asarray(_jgrad(lambda a, b: jnp.nansum(fn(a, b, reduction="none")))(s, finite_y))
+  np.testing.assert_array_equal(g_bad, expected[fn])
 
 
 def test_multiclass_hinge():
