@@ -132,6 +132,24 @@ def check_same_shape(a_name: str, a: Any, b_name: str, b: Any) -> None:
     )
 
 
+def elementwise_inputs(
+    name_p: str, predictions: ArrayLike, name_t: str, targets: ArrayLike, where: ArrayLike | None
+) -> tuple[Array, Array, Array | None, np.dtype]:
+  """The common prologue of an elementwise loss.
+
+  Checks and casts predictions (floating) and targets (to the computation
+  dtype), requires identical shapes, and prepares ``where``.
+
+  Returns:
+    ``(predictions, targets, mask_or_None, computation_dtype)``.
+  """
+  p, dtype = as_predictions(name_p, predictions)
+  t = as_targets(name_t, targets, dtype)
+  check_same_shape(name_p, p, name_t, t)
+  mask = prepare_where(where, p.shape)
+  return p, t, mask, dtype
+
+
 def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
   if not isinstance(axis, (int, np.integer)):
     raise TypeError(f"{name} must be an int, got {axis!r}.")

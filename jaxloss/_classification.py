@@ -87,14 +87,6 @@ def _mul_limit(a, b):
   return a * safe_b
 
 
-def _elementwise_prologue(name_p, predictions, name_t, targets, where):
-  p, dtype = _base.as_predictions(name_p, predictions)
-  t = _base.as_targets(name_t, targets, dtype)
-  _base.check_same_shape(name_p, p, name_t, t)
-  mask = _base.prepare_where(where, p.shape)
-  return p, t, mask, dtype
-
-
 def _row_shape(shape, axis):
   return tuple(d for i, d in enumerate(shape) if i != axis)
 
@@ -186,7 +178,7 @@ def sigmoid_binary_cross_entropy(
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
   """
   _check_label_smoothing(label_smoothing)
-  z, y, mask, dtype = _elementwise_prologue("logits", logits, "labels", labels, where)
+  z, y, mask, dtype = _base.elementwise_inputs("logits", logits, "labels", labels, where)
   pw = None if pos_weight is None else _check_broadcast_option("pos_weight", pos_weight, z.shape, dtype)
   z = _base.sanitize(z, mask)
   y = _base.sanitize(y, mask)
@@ -335,7 +327,7 @@ def binary_cross_entropy(
   References:
     Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, ch. 2.
   """
-  p, y, mask, dtype = _elementwise_prologue("probs", probs, "labels", labels, where)
+  p, y, mask, dtype = _base.elementwise_inputs("probs", probs, "labels", labels, where)
   p = _base.sanitize(p, mask, fill=0.5)
   y = _base.sanitize(y, mask)
   bad = _base.check_probabilities("probs", p)
@@ -1047,7 +1039,7 @@ def sigmoid_focal_loss(
   _base.check_scalar_in("gamma", gamma, 0.0, float("inf"))
   if alpha is not None and np.ndim(alpha) == 0:
     _base.check_scalar_in("alpha", alpha, 0.0, 1.0)
-  z, y, mask, dtype = _elementwise_prologue("logits", logits, "labels", labels, where)
+  z, y, mask, dtype = _base.elementwise_inputs("logits", logits, "labels", labels, where)
   z = _base.sanitize(z, mask)
   y = _base.sanitize(y, mask)
   ce = _sigmoid_bce_unreduced(z, y, None)

@@ -25,15 +25,6 @@ __all__ = [
 ]
 
 
-def _elementwise_prologue(name_p, predictions, name_t, targets, where):
-  """Checks and casts (predictions, targets) of an elementwise loss."""
-  p, dtype = _base.as_predictions(name_p, predictions)
-  t = _base.as_targets(name_t, targets, dtype)
-  _base.check_same_shape(name_p, p, name_t, t)
-  mask = _base.prepare_where(where, p.shape)
-  return p, t, mask
-
-
 # --------------------------------------------------------------------------
 # squared error
 # --------------------------------------------------------------------------
@@ -65,7 +56,7 @@ def squared_error(
   References:
     Gauss, *Theoria motus corporum coelestium*, 1809 (least squares).
   """
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   loss = jnp.square(p - t)
@@ -182,7 +173,7 @@ def absolute_error(
     Laplace, *Mémoire sur la probabilité des causes par les événements*, 1774
     (least absolute deviations).
   """
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   loss = _abs(p - t)
@@ -262,7 +253,7 @@ def huber_loss(
     <https://doi.org/10.1214/aoms/1177703732>`_, Ann. Math. Statist., 1964.
   """
   _check_positive_option("delta", delta)
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   d = _option(delta, p.dtype)
@@ -363,7 +354,7 @@ def smooth_l1_loss(
     ``torch.nn.SmoothL1Loss``.
   """
   _check_positive_option("beta", beta, allow_zero=True)
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   b = _option(beta, p.dtype)
@@ -524,7 +515,7 @@ def log_cosh(
     Chen et al., `Log Hyperbolic Cosine Loss Improves Variational Auto-Encoder
     <https://openreview.net/forum?id=rkglvsC9Ym>`_, 2019.
   """
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   loss = _log_cosh(p - t)
@@ -621,7 +612,7 @@ def quantile_loss(
     <https://doi.org/10.2307/1913643>`_, Econometrica, 1978.
   """
   _base.check_scalar_in("tau", tau, 0.0, 1.0)
-  p, t, mask = _elementwise_prologue("predictions", predictions, "targets", targets, where)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   q = _option(tau, p.dtype)
@@ -715,7 +706,7 @@ def poisson_nll(
   References:
     McCullagh and Nelder, *Generalized Linear Models*, 2nd ed., 1989, ch. 6.
   """
-  r, t, mask = _elementwise_prologue("log_rate", log_rate, "targets", targets, where)
+  r, t, mask, _ = _base.elementwise_inputs("log_rate", log_rate, "targets", targets, where)
   r = _base.sanitize(r, mask)
   t = _base.sanitize(t, mask)
   bad = ~(t >= 0)
@@ -845,7 +836,7 @@ def gaussian_nll(
     distribution <https://doi.org/10.1109/ICNN.1994.374138>`_, ICNN 1994;
     ``torch.nn.GaussianNLLLoss``.
   """
-  mu, t, mask = _elementwise_prologue("mean", mean, "targets", targets, where)
+  mu, t, mask, _ = _base.elementwise_inputs("mean", mean, "targets", targets, where)
   var_name = "log_variance" if log_variance else "variance"
   var_dtype = _base._dtype_of(variance)  # pylint: disable=protected-access
   if not jnp.issubdtype(var_dtype, jnp.floating):
