@@ -206,6 +206,13 @@ def check_probabilities(name: str, p: Array) -> Array:
   return bad
 
 
+def check_nonnegative(name: str, x: Array) -> Array:
+  """Returns a boolean array flagging elements of ``x`` below 0 (or NaN)."""
+  bad = ~(x >= 0)
+  runtime_check(~bad, f"{name} must be non-negative; got min {{lo}}.", lo=jnp.min(x))
+  return bad
+
+
 # --------------------------------------------------------------------------
 # masking and reduction
 # --------------------------------------------------------------------------

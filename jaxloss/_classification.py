@@ -330,7 +330,7 @@ def binary_cross_entropy(
   p, y, mask, dtype = _base.elementwise_inputs("probs", probs, "labels", labels, where)
   p = _base.sanitize(p, mask, fill=0.5)
   y = _base.sanitize(y, mask)
-  bad = _base.check_probabilities("probs", p)
+  bad = _base.check_probabilities("probs", p) | _base.check_probabilities("labels", y)
   loss = -(_base.xlogy(y, p) + _base.xlogy(1 - y, 1 - p))
   loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -507,7 +507,9 @@ def softmax_cross_entropy(
   if not _is_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, dtype)
     y = (1 - eps) * y + eps / z.shape[axis]
+  bad = jnp.any(_base.check_nonnegative("labels", y), axis=axis)
   loss = -jnp.sum(_mul_limit(y, _log_softmax(z, axis)), axis=axis)
+  loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -931,7 +933,7 @@ def categorical_cross_entropy(
   _base.check_same_shape("probs", p, "labels", y)
   p = _base.sanitize(p, mask, fill=0.5, axis=axis)
   y = _base.sanitize(y, mask, axis=axis)
-  bad = jnp.any(_base.check_probabilities("probs", p), axis=axis)
+  bad = jnp.any(_base.check_probabilities("probs", p) | _base.check_nonnegative("labels", y), axis=axis)
   loss = -jnp.sum(_base.xlogy(y, p), axis=axis)
   loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -1022,7 +1024,9 @@ def sigmoid_focal_loss(
 
   Labels may be soft (in [0, 1]). At infinite logits on the wrong side the loss
   is :math:`+\infty` and its gradient NaN (``inf * 0``); on the right side both
-  are 0.
+  are 0, for every :math:`\gamma \ge 0` (where :math:`q` underflows to 0,
+  :math:`q^\gamma` takes its limit, 0 or 1 for :math:`\gamma = 0`, and the
+  second term its limit 0).
 
   Args:
     logits: floating array.
@@ -1045,7 +1049,12 @@ def sigmoid_focal_loss(
   ce = _sigmoid_bce_unreduced(z, y, None)
   q = (1 - y) * _sigmoid(z) + y * _sigmoid(-z)
   g = gamma if isinstance(gamma, (int, float)) else jnp.asarray(gamma, dtype)
-  loss = ce * jnp.power(q, g)
+  # q^gamma with the limit value at q = 0 (sigma(-|z|) underflows for |z| >~ 104 in
+  # float32): the double where keeps q^(gamma - 1) = inf out of the derivative for gamma < 1.
+  positive = q > 0
+  q_safe = jnp.where(positive, q, jnp.ones_like(q))
+  at_zero = jnp.where(jnp.asarray(g) > 0, jnp.zeros((), dtype), jnp.ones((), dtype))
+  loss = ce * jnp.where(positive, jnp.power(q_safe, g), at_zero)
   if alpha is not None:
     a = _check_broadcast_option("alpha", alpha, z.shape, dtype)
     loss = (a * y + (1 - a) * (1 - y)) * loss
@@ -1057,7 +1066,12 @@ def _focal_dz(z, y, *, alpha=None, gamma=2.0):
   s, sb = jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
   c = _zero_if(y == 0, y * jnp.logaddexp(0.0, -z)) + _zero_if(y == 1, (1 - y) * jnp.logaddexp(0.0, z))
   q = (1 - y) * s + y * sb
-  d = (s - y) * q**gamma + gamma * c * (1 - 2 * y) * s * sb * q ** (gamma - 1)
+  # At q = 0 (saturated on the right side) the second term's limit is 0: for hard labels
+  # s * sb * q^(gamma - 1) = q^gamma * (1 - q) -> 0, even for gamma < 1.
+  q_safe = jnp.where(q > 0, q, 1.0)
+  second = jnp.where(q > 0, gamma * c * (1 - 2 * y) * s * sb * q_safe ** (gamma - 1), 0.0)
+  s_minus_y = (1 - y) * s - y * sb  # = s - y without the cancellation of s - 1 at z >> 0
+  d = s_minus_y * q**gamma + second
   if alpha is not None:
     d = (alpha * y + (1 - alpha) * (1 - y)) * d
   return d
@@ -1098,6 +1112,10 @@ SIGMOID_FOCAL_LOSS = LossSpec(
                   np.array([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])), "saturated logits, right and wrong side"),
         EdgeCase((np.array([-np.inf, np.inf]), np.array([1.0, 0.0])), "infinite logits on the wrong side",
                  in_domain=False),
+        *(EdgeCase((np.array([120.0, -120.0, 1e4, -1e4, np.inf, -np.inf]),
+                    np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])),
+                   f"confidently right (sigma(-|z|) underflows), gamma={g}", config={"gamma": g})
+          for g in (0.0, 0.5, 1.5)),
     ),
     configs=({}, {"alpha": 0.25}, {"gamma": 0.0}, {"alpha": 0.75, "gamma": 1.5}),
     formula=r"\alpha_t (1 - p_t)^\gamma \bigl(-\log p_t\bigr)",
@@ -1277,7 +1295,9 @@ def multiclass_hinge_loss(
      \partial_{s_j} \ell = [j = k^\star] - [j = y],
      \quad k^\star = \arg\max_k \bigl(s_k + [k \ne y]\bigr)
 
-  (a subgradient; at ties JAX's ``max`` splits the derivative evenly). Same
+  (a subgradient. At ties the closed form takes the first maximizer
+  :math:`k^\star`, while autodiff through JAX's ``max`` splits the derivative
+  evenly among the maximizers: both are valid subgradients). Same
   value as ``optax.losses.multiclass_hinge_loss``. Labels outside
   :math:`[0, C)` give NaN in that row and raise under ``checkify``.
 

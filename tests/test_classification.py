@@ -716,3 +716,35 @@ def test_exported_and_registered():
   for name in C.__all__:
     assert getattr(jaxloss, name) is getattr(C, name)
     assert jaxloss.REGISTRY[name].fn is getattr(C, name)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.5])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_focal_loss_confidently_right_has_finite_gradient_for_every_gamma(gamma, dtype):
+  # sigma(-|z|) underflows to 0 at |z| = 120 in float32: q^(gamma - 1) must not turn into inf * 0.
+  z = jnp.array([120.0, -120.0, 1e4, -1e4, jnp.inf, -jnp.inf], dtype)
+  y = jnp.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], dtype)
+  grad = jax.grad(lambda z: jaxloss.sigmoid_focal_loss(z, y, gamma=gamma, reduction="sum"))(z)
+  # d/dz = alpha_t [(s - y) q^gamma + gamma c (1 - 2y) s sbar q^(gamma - 1)]; with q = sigma(-|z|):
+  # = -/+ q^(gamma + 1) (1 + gamma c / q ...) -> magnitude at most (1 + gamma) q^gamma, in float64.
+  q = np.exp(-np.abs(np.asarray(z, np.float64)))
+  bound = (1.0 + gamma) * q**gamma * np.where(gamma == 0.0, q, 1.0)
+  assert np.all(np.isfinite(grad))
+  assert np.all(np.abs(np.asarray(grad, np.float64)) <= bound + np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize(
+    "fn, preds, labels, message",
+    [
+        (jaxloss.binary_cross_entropy, [0.5, 0.5], [0.0, 2.0], "labels must lie in"),
+        (jaxloss.categorical_cross_entropy, [[0.5, 0.5]], [[-1.0, 2.0]], "labels must be non-negative"),
+        (jaxloss.softmax_cross_entropy, [[0.0, 0.0]], [[-1.0, 2.0]], "labels must be non-negative"),
+    ],
+)
+def test_invalid_soft_labels_are_nan_and_raise_under_checkify(fn, preds, labels, message):
+  preds, labels = jnp.asarray(preds), jnp.asarray(labels)
+  out = fn(preds, labels, reduction="none")
+  assert np.isnan(np.asarray(out)).ravel()[-1]
+  err, _ = checkify.checkify(jax.jit(fn), errors=checkify.user_checks)(preds, labels)
+  with pytest.raises(checkify.JaxRuntimeError, match=message):
+    err.throw()
