@@ -3,8 +3,8 @@
 #
 #   bash benchmarks/gpu_session.sh            # on the device machine, from the repo root
 #
-# Steps (each under its own time limit: 130 + 90 + 160 + 50 + 20 s, so the whole
-# stays under 8 minutes on an H100 even if every step runs to its limit; a
+# Steps (each under its own time limit: 110 + 170 + 130 + 80 + 20 s = 510 s, so the
+# whole stays under 9 minutes on an H100 even if every step runs to its limit; a
 # failing step does not stop the next):
 #   0. install jaxloss (pip install -e . --no-deps; PYTHONPATH as fallback) and
 #      check that JAX sees a GPU (abort otherwise: no CPU numbers labelled GPU);
@@ -32,7 +32,7 @@ PY="${PYTHON:-python3}"
 DRY_RUN="${DRY_RUN:-0}"
 CE_ARGS=(--shape 8192,131072 --repeats 20)
 FUSED_ARGS=()
-BENCH_ARGS=(--sizes large --large-elems 16777216 --budget-s 110)
+BENCH_ARGS=(--sizes large --large-elems 16777216 --budget-s 90)
 VERIFY_ARGS=()
 if [ "$DRY_RUN" = 1 ]; then
   RES="$OUT/results"
@@ -82,22 +82,22 @@ fi
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv >>"$LOG" 2>&1 || true
 
 # 1. integer-label CE bandwidth and accuracy at the full shape
-step ce_bandwidth 130 "$PY" benchmarks/ce_bandwidth.py "${CE_ARGS[@]}" \
+step ce_bandwidth 110 "$PY" benchmarks/ce_bandwidth.py "${CE_ARGS[@]}" \
   --out "$RES/ce_bandwidth_gpu.md" --json "$OUT/json/ce_bandwidth_gpu.json"
 
 # 2. fused linear + CE (another script's own defaults; same --out/--json flags)
 if [ -f benchmarks/fused_ce.py ]; then
-  step fused_ce 90 "$PY" benchmarks/fused_ce.py "${FUSED_ARGS[@]}" --out "$RES/fused_ce_gpu.md" --json "$OUT/json/fused_ce_gpu.json"
+  step fused_ce 170 "$PY" benchmarks/fused_ce.py "${FUSED_ARGS[@]}" --out "$RES/fused_ce_gpu.md" --json "$OUT/json/fused_ce_gpu.json"
 fi
 
-# 3. the whole registry at the large size; stops starting new losses after 110 s
-step bench 160 "$PY" benchmarks/bench.py "${BENCH_ARGS[@]}" \
+# 3. the whole registry at the large size; stops starting new losses after 90 s
+step bench 130 "$PY" benchmarks/bench.py "${BENCH_ARGS[@]}" \
   --out "$RES/bench_gpu.md" --json "$OUT/json/bench_gpu.json"
 
 # 4. derivative verification on the GPU
 if [ -f jaxloss/__main__.py ]; then
-  log "start verify (limit 50s)"
-  timeout --kill-after=10 50 "$PY" -m jaxloss verify "${VERIFY_ARGS[@]}" --json "$OUT/json/verify_gpu.json" >>"$LOG" 2>&1
+  log "start verify (limit 80s)"
+  timeout --kill-after=10 80 "$PY" -m jaxloss verify "${VERIFY_ARGS[@]}" --json "$OUT/json/verify_gpu.json" >>"$LOG" 2>&1
   rc=$?
   log "end verify: rc=$rc"
   STATUS+=("verify=$rc")
