@@ -342,3 +342,24 @@ def test_data_parallel_8_devices_matches_1_device(tmp_path):
   np.testing.assert_allclose(eight["loss"], one["loss"], rtol=1e-5)
   np.testing.assert_allclose(eight["params"], one["params"], rtol=0, atol=1e-5)
   assert one["loss"][-1] < one["loss"][0]
+
+
+def test_checkpoint_saves_a_snapshot_of_the_history(ae, standard_promotion):
+  """Orbax saves asynchronously, so the history it is handed must not be the live
+  dict that training goes on appending to (CI once resumed with steps [3, 6, 6])."""
+  cfg = ae.configs.get_config("tiny")
+  ds = ae.input_pipeline.load(cfg)
+  model, optimizer = ae.train.create_train_state(cfg, ds.num_features, ae.train.make_mesh())[:2]
+
+  class _RecordingManager:
+    def save(self, step, args):
+      self.step, self.args = step, args
+
+  manager = _RecordingManager()
+  history = {"step": [3], "train_loss": [0.5]}
+  ae.train._save(manager, 3, model, optimizer, history)
+  history["step"].append(6)
+  history["train_loss"].append(0.25)
+  saved = manager.args["history"].item
+  assert manager.step == 3
+  assert saved == {"step": [3], "train_loss": [0.5]}

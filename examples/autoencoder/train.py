@@ -294,8 +294,11 @@ def _save(manager, step: int, model, optimizer, history: dict) -> None:
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
   state = {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
+  # Orbax saves asynchronously and may serialize `history` after training has
+  # appended the next evaluation to it: hand it a snapshot, not the live dict.
+  snapshot = {key: list(values) for key, values in history.items()}
   manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             history=ocp.args.JsonSave(history)))
+                                             history=ocp.args.JsonSave(snapshot)))
 
 
 def _restore(manager, step: int, model, optimizer) -> dict:
