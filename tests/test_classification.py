@@ -259,6 +259,75 @@ def test_softmax_ce_tied_maxima_hessian():
   np.testing.assert_allclose(h, np.diag(p) - np.outer(p, p), atol=1e-15)
 
 
+def test_softmax_ce_positive_target_on_masked_class_is_inf():
+  z = np.array([[0.5, -np.inf, 2.0], [1.0, 2.0, 0.0]], np.float32)
+  y = np.array([[0.3, 0.2, 0.5], [0.1, 0.2, 0.7]], np.float32)
+  val, g = _jvg(_sum_none(C.softmax_cross_entropy))(z, y)
+  rows = np.asarray(C.softmax_cross_entropy(z, y, reduction="none"))
+  assert rows[0] == np.inf
+  np.testing.assert_allclose(rows[1], -np.sum(y[1] * sp.log_softmax(_f64(z[1]))), rtol=2e-7)
+  assert float(val) == np.inf
+  # the gradient stays the closed form S p - y (finite) on both rows
+  np.testing.assert_allclose(np.asarray(g), sp.softmax(_f64(z), axis=-1) - y, atol=1e-7)
+
+
+def test_softmax_ce_gap_sum_select_and_screened_agree():
+  """The CPU path (plain sum, select only when a row is NaN) against the GPU/TPU path (select)."""
+  rng = np.random.default_rng(11)
+  d = np.abs(rng.normal(size=(6, 5))) * 3
+  y = rng.dirichlet(np.ones(5), size=6)
+  d[1, 2] = np.inf; y[1, 2] = 0.0           # masked class, zero target: 0
+  d[2, 0] = np.inf; y[2, 0] = 0.25          # masked class, positive target: inf
+  d[3, 4] = np.nan                          # NaN logit: NaN
+  y[4, 1] = 0.0                             # a zero target on a finite class
+  for dtype in (np.float32, np.float64):
+    yy, dd = jnp.asarray(y, dtype), jnp.asarray(d, dtype)
+    select = np.asarray(jax.jit(lambda a, b: C._gap_sum_select(a, b, -1))(yy, dd))
+    screened = np.asarray(jax.jit(lambda a, b: C._gap_sum_screened(a, b, -1))(yy, dd))
+    np.testing.assert_array_equal(screened, select)
+    with np.errstate(invalid="ignore"):
+      ref = np.sum(np.where(y == 0, 0.0, y * d), axis=-1)
+    np.testing.assert_allclose(select, ref, rtol=4 * np.finfo(dtype).eps)
+    # without a masked class the screened path is the plain sum (no cond taken): equal to rounding
+    # (XLA may sum the fused select and the plain product in a different order)
+    rows = np.array([0, 4, 5])
+    ok = np.asarray(jax.jit(lambda a, b: C._gap_sum_screened(a, b, -1))(yy[rows], dd[rows]))
+    np.testing.assert_allclose(ok, ref[rows], rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("case", ["confident", "ties", "near_ties", "all_equal_wide", "wide_random"])
+def test_softmax_ce_float32_rows_within_ulps_of_float64(case):
+  """lse(z) - z_j through the rest-sum and tie count of _softmax_stats, against mpmath-free float64."""
+  rng = np.random.default_rng(5)
+  if case == "confident":
+    z = np.array([[1000.0, 990.0], [100.0, 80.0], [0.0, -40.0], [3.0, -60.0, -70.0]], dtype=object)
+  elif case == "ties":
+    z = np.array([[3.0, 3.0, -2.0, 3.0], [5.0, 5.0, -30.0, -40.0], [1.0, 1.0, 1.0, -50.0]], dtype=object)
+  elif case == "near_ties":
+    z = np.array([[1.0, np.nextafter(np.float32(1), np.float32(0)), -20.0],
+                  [1e-30, 0.0, -1e-30]], dtype=object)
+  elif case == "all_equal_wide":
+    z = np.zeros((2, 4096))
+  else:
+    z = rng.normal(size=(3, 50_000)) * 4
+  rows = [np.asarray(r, np.float32) for r in z]
+  for r in rows:
+    y = np.zeros_like(r)
+    y[int(np.argmax(r))] = 1.0                # the target on the maximum: the confident term
+    y[-1] += 0.5                              # and some mass on the smallest logit
+    got = float(C.softmax_cross_entropy(r[None], y[None], reduction="none")[0])
+    ref = float(-np.sum(y.astype(np.float64) * sp.log_softmax(r.astype(np.float64))))
+    assert _ulp_diff32(got, ref) <= 4, (case, r[:4], got, ref)
+    # the confident term alone: lse(z) - max z, tiny on confident rows
+    y1 = np.zeros_like(r); y1[int(np.argmax(r))] = 1.0
+    got1 = float(C.softmax_cross_entropy(r[None], y1[None], reduction="none")[0])
+    r64 = r.astype(np.float64)
+    rest = np.exp(r64 - r64.max())
+    rest[int(np.argmax(r64))] = 0.0          # 1 + rest = sum exp(z - max), without the cancellation
+    ref1 = float(np.log1p(rest.sum()))
+    assert _ulp_diff32(got1, ref1) <= 4, (case, r[:4], got1, ref1)
+
+
 # --------------------------------------------------------------------------
 # softmax cross-entropy with integer labels: accuracy and its custom_jvp
 # --------------------------------------------------------------------------
