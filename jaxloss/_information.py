@@ -19,12 +19,15 @@ are not checked to sum to 1 (the formulas are used as written).
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _base
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
@@ -478,16 +481,64 @@ def kl_divergence_with_log_targets(
   ax, mask = _rowwise_setup(lp, axis, where)
   lp = _base.sanitize(lp, mask, axis=ax)
   lt = _base.sanitize(lt, mask, axis=ax)
-  # The checkify checks name each argument; the NaN flag is one comparison
-  # (jnp.maximum propagates NaN, so a NaN in either argument is flagged too).
+  # The checkify checks name each argument; the NaN flag is one max per row
+  # (jnp.maximum and max propagate NaN, so a NaN in either argument is flagged too).
   _check_log_probabilities("log_predictions", lp)
   _check_log_probabilities("log_targets", lt)
-  bad = ~(jnp.maximum(lp, lt) <= 0)
-  # A zero target (s = -inf) gives e^s = 0 times a difference set to 0 (one
-  # select): value 0 and derivatives 0, even where l = -inf too.
-  diff = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), lt - lp)
-  loss = _row_loss(jnp.exp(lt) * diff, bad, ax)
+  bad = ~(jnp.max(jnp.maximum(lp, lt), axis=ax) <= 0)
+  loss = _base.nan_where(bad, _kl_log(lp, lt, ax))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _kl_log_rows_select(lp, lt, axis):
+  """``sum_i e^{s_i} (s_i - l_i)`` with the zero-target terms (``s_i = -inf``) set to 0 by a select.
+
+  The select, not ``e^s = 0``, makes value and derivatives 0 there, even where
+  ``l_i = -inf`` too.
+  """
+  diff = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), lt - lp)
+  return jnp.sum(jnp.exp(lt) * diff, axis=axis)
+
+
+def _kl_log_rows_screened(lp, lt, axis):
+  """:func:`_kl_log_rows_select` without the select unless a row needs it (CPU; see
+  ``_classification._gap_sum``): the plain sum is exact unless a zero target made a row NaN."""
+  plain = jnp.sum(jnp.exp(lt) * (lt - lp), axis=axis)
+  return lax.cond(jnp.any(jnp.isnan(plain)), functools.partial(_kl_log_rows_select, axis=axis),
+                  lambda lp, lt: plain, lp, lt)
+
+
+def _kl_log_rows(lp, lt, axis):
+  """The KL rows; on CPU a select costs a materialized array, so there the select runs only when needed."""
+  return lax.platform_dependent(lp, lt, cpu=functools.partial(_kl_log_rows_screened, axis=axis),
+                                default=functools.partial(_kl_log_rows_select, axis=axis))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _kl_log(lp, lt, axis):
+  """The KL rows, with the derivatives of the public docstring as a custom JVP."""
+  return _kl_log_rows(lp, lt, axis)
+
+
+def _kl_log_jvp(axis, primals, tangents):
+  """``d KL = sum_i -e^{s_i} dl_i + e^{s_i} (1 + s_i - l_i) ds_i``, the second term 0 where ``s_i = -inf``.
+
+  Symbolic-zero tangents skip their term (``grad`` with respect to the
+  predictions never evaluates the target derivative and its select).
+  """
+  (lp, lt), (dlp, dlt) = primals, tangents
+  out = _kl_log(lp, lt, axis)  # differentiating this rule differentiates the value through it again
+  t = jnp.exp(lt)
+  tangent = jnp.zeros_like(out)
+  if not isinstance(dlp, SymbolicZero):
+    tangent = tangent - jnp.sum(t * dlp, axis=axis)
+  if not isinstance(dlt, SymbolicZero):
+    slope = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), t * (1 + lt - lp))
+    tangent = tangent + jnp.sum(slope * dlt, axis=axis)
+  return out, tangent
+
+
+_kl_log.defjvp(_kl_log_jvp, symbolic_zeros=True)
 
 
 def _kl_log_dlp(lp, lt, axis=-1):
