@@ -36,7 +36,12 @@ Integer or boolean predictions raise ``TypeError``.
 negative weights) cannot be checked at trace time. jaxloss never turns them
 into a plausible number: each offending element of the unreduced loss is NaN,
 and under ``checkify.checkify(fn, errors=checkify.user_checks)`` the call raises
-an error that names the argument.
+an error that names the argument. Options follow the same rule: a concrete
+out-of-range option (``label_smoothing=1.5``, ``delta=0``, ``tau=-0.1``, an
+``alpha`` array with a value above 1) raises ``ValueError`` at trace time, and
+the same option passed as a traced array (through ``jit``, ``vmap`` or
+``grad``) makes the loss NaN where it is out of range (see
+:func:`check_scalar_in`).
 
 The cost of those checks: the compiled code is unchanged outside checkify (the
 check is dropped), but a function containing one carries a checkify effect, so
@@ -173,16 +178,43 @@ def check_reduction(reduction: str) -> None:
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
 
 
-def check_scalar_in(name: str, value: float, low: float, high: float, *, closed_high: bool = True) -> None:
-  """Trace-time range check of a Python scalar option."""
+def check_scalar_in(name: str, value: Any, low: float, high: float, *, closed_low: bool = True,
+                    closed_high: bool = True) -> Array | None:
+  """Range check of an option (``label_smoothing``, ``delta``, ``tau``, ``alpha``, ...).
+
+  A concrete value (Python number, NumPy or concrete JAX array) is checked at
+  trace time: ``ValueError`` naming the option and the interval. A traced value
+  (an option passed through ``jit``, ``vmap`` or ``grad``) can only be checked at
+  run time, like any other run-time value: this returns a boolean array
+  (``True`` outside the interval or NaN, the option's shape) that the caller
+  applies to the unreduced loss with :func:`nan_if`, and the check raises under
+  ``checkify``. Returns ``None`` when there is nothing left to check.
+  """
+  if high == float("inf"):
+    interval = f"{'>=' if closed_low else '>'} {low}"
+  else:
+    interval = f"in {'[' if closed_low else '('}{low}, {high}{']' if closed_high else ')'}"
   try:
-    v = float(value)
-  except TypeError:  # a traced value: cannot check at trace time.
-    return
-  ok = low <= v <= high if closed_high else low <= v < high
-  if not ok:
-    bracket = "]" if closed_high else ")"
-    raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value}.")
+    concrete = np.asarray(value, dtype=np.float64)
+  except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    concrete = None
+  if concrete is not None:
+    ok = (concrete >= low if closed_low else concrete > low) & (concrete <= high if closed_high else concrete < high)
+    if not np.all(ok):
+      shown = value if concrete.ndim == 0 else f"values in [{np.nanmin(concrete)}, {np.nanmax(concrete)}]"
+      if np.isnan(concrete).any():
+        shown = f"{shown} (with NaN)" if concrete.ndim else "nan"
+      raise ValueError(f"{name} must be {interval}, got {shown}.")
+    return None
+  x = jnp.asarray(value)
+  ok = (x >= low if closed_low else x > low) & (x <= high if closed_high else x < high)
+  runtime_check(ok, f"{name} must be {interval}; got values in [{{lo}}, {{hi}}].", lo=jnp.min(x), hi=jnp.max(x))
+  return ~ok
+
+
+def nan_if(bad: Array | None, loss: Array) -> Array:
+  """:func:`nan_where` for an optional flag (``None``: nothing flagged); ``bad`` broadcasts to ``loss``."""
+  return loss if bad is None else nan_where(bad, loss)
 
 
 # --------------------------------------------------------------------------

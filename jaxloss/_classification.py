@@ -108,7 +108,8 @@ def _check_broadcast_option(name, value, shape, dtype):
 
 
 def _check_label_smoothing(label_smoothing):
-  _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
+  """Trace-time check, or (traced) a run-time flag for :func:`_base.nan_if`."""
+  return _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
 
 
 def _is_zero(x) -> bool:
@@ -178,7 +179,7 @@ def sigmoid_binary_cross_entropy(
     Goodfellow, Bengio and Courville, *Deep Learning*, 2016, section 6.2.2.2.
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
   """
-  _check_label_smoothing(label_smoothing)
+  bad_option = _check_label_smoothing(label_smoothing)
   z, y, mask, dtype = _base.elementwise_inputs("logits", logits, "labels", labels, where)
   pw = None if pos_weight is None else _check_broadcast_option("pos_weight", pos_weight, z.shape, dtype)
   z = _base.sanitize(z, mask)
@@ -186,7 +187,7 @@ def sigmoid_binary_cross_entropy(
   if not _is_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, dtype)
     y = y * (1 - eps) + eps / 2
-  loss = _sigmoid_bce_unreduced(z, y, pw)
+  loss = _base.nan_if(bad_option, _sigmoid_bce_unreduced(z, y, pw))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -564,7 +565,7 @@ def softmax_cross_entropy(
     Bishop, *Pattern Recognition and Machine Learning*, 2006, section 4.3.4.
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
   """
-  _check_label_smoothing(label_smoothing)
+  bad_option = _check_label_smoothing(label_smoothing)
   z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
   y = _base.as_distribution_targets("labels", labels, dtype)
   _base.check_same_shape("logits", z, "labels", y)
@@ -575,7 +576,7 @@ def softmax_cross_entropy(
     y = (1 - eps) * y + eps / z.shape[axis]
   _base.check_nonnegative("labels", y)  # the run-time check; its flags are recomputed per row below
   bad = ~(jnp.min(y, axis=axis) >= 0)  # negative or NaN labels: a min per row, no [..., C] select
-  loss = _base.nan_where(bad, _soft_ce(z, y, axis))
+  loss = _base.nan_if(bad_option, _base.nan_where(bad, _soft_ce(z, y, axis)))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -826,7 +827,7 @@ def softmax_cross_entropy_with_integer_labels(
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
     PyTorch ``torch.nn.CrossEntropyLoss`` (class weights, ``ignore_index``).
   """
-  _check_label_smoothing(label_smoothing)
+  bad_option = _check_label_smoothing(label_smoothing)
   z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
   labels = _base.as_integer_labels("labels", labels)
   if tuple(labels.shape) != row_shape:
@@ -866,7 +867,7 @@ def softmax_cross_entropy_with_integer_labels(
     _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=jnp.min(cw))
     extra = cw[safe]
     bad = bad | (extra < 0)
-  loss = _base.nan_where(bad, loss)
+  loss = _base.nan_if(bad_option, _base.nan_where(bad, loss))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction, extra_weights=extra)
 
 
@@ -1106,9 +1107,8 @@ def sigmoid_focal_loss(
     Lin, Goyal, Girshick, He and Dollar, *Focal Loss for Dense Object
     Detection*, ICCV 2017.
   """
-  _base.check_scalar_in("gamma", gamma, 0.0, float("inf"))
-  if alpha is not None and np.ndim(alpha) == 0:
-    _base.check_scalar_in("alpha", alpha, 0.0, 1.0)
+  bad_gamma = _base.check_scalar_in("gamma", gamma, 0.0, float("inf"))
+  bad_alpha = None if alpha is None else _base.check_scalar_in("alpha", alpha, 0.0, 1.0)
   z, y, mask, dtype = _base.elementwise_inputs("logits", logits, "labels", labels, where)
   z = _base.sanitize(z, mask)
   y = _base.sanitize(y, mask)
@@ -1124,6 +1124,7 @@ def sigmoid_focal_loss(
   if alpha is not None:
     a = _check_broadcast_option("alpha", alpha, z.shape, dtype)
     loss = (a * y + (1 - a) * (1 - y)) * loss
+  loss = _base.nan_if(bad_alpha, _base.nan_if(bad_gamma, loss))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 

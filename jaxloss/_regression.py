@@ -113,14 +113,8 @@ def _option(value, dtype):
 
 
 def _check_positive_option(name, value, *, allow_zero=False):
-  """Trace-time check of a Python scalar option that must be > 0 (or >= 0)."""
-  try:
-    v = float(value)
-  except TypeError:  # traced: cannot be checked at trace time.
-    return
-  ok = v >= 0 if allow_zero else v > 0
-  if not ok or v != v:
-    raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}.")
+  """An option that must be > 0 (or >= 0): see :func:`jaxloss._base.check_scalar_in`."""
+  return _base.check_scalar_in(name, value, 0.0, float("inf"), closed_low=allow_zero)
 
 
 def _abs(r):
@@ -252,14 +246,14 @@ def huber_loss(
     Huber, `Robust Estimation of a Location Parameter
     <https://doi.org/10.1214/aoms/1177703732>`_, Ann. Math. Statist., 1964.
   """
-  _check_positive_option("delta", delta)
+  bad_option = _check_positive_option("delta", delta)
   p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
   d = _option(delta, p.dtype)
   r = p - t
   abs_r = _abs(r)
-  loss = jnp.where(abs_r <= d, 0.5 * jnp.square(r), d * (abs_r - 0.5 * d))
+  loss = _base.nan_if(bad_option, jnp.where(abs_r <= d, 0.5 * jnp.square(r), d * (abs_r - 0.5 * d)))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -353,7 +347,7 @@ def smooth_l1_loss(
     Girshick, `Fast R-CNN <https://arxiv.org/abs/1504.08083>`_, ICCV 2015;
     ``torch.nn.SmoothL1Loss``.
   """
-  _check_positive_option("beta", beta, allow_zero=True)
+  bad_option = _check_positive_option("beta", beta, allow_zero=True)
   p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
@@ -364,7 +358,7 @@ def smooth_l1_loss(
   # beta = 0 never takes the quadratic branch; a safe divisor keeps 1/0 out of
   # the (unselected) branch's derivative.
   safe_b = jnp.where(b > 0, b, jnp.ones_like(b))
-  loss = jnp.where(quadratic, 0.5 * jnp.square(r) / safe_b, abs_r - 0.5 * b)
+  loss = _base.nan_if(bad_option, jnp.where(quadratic, 0.5 * jnp.square(r) / safe_b, abs_r - 0.5 * b))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -611,7 +605,7 @@ def quantile_loss(
     Koenker and Bassett, `Regression Quantiles
     <https://doi.org/10.2307/1913643>`_, Econometrica, 1978.
   """
-  _base.check_scalar_in("tau", tau, 0.0, 1.0)
+  bad_option = _base.check_scalar_in("tau", tau, 0.0, 1.0)
   p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
   p = _base.sanitize(p, mask)
   t = _base.sanitize(t, mask)
@@ -620,7 +614,7 @@ def quantile_loss(
   # slope tau above, tau - 1 below, 0 exactly at the kink (a constant factor,
   # so the derivative at u = 0 is 0).
   slope = jnp.where(u > 0, q, jnp.where(u < 0, q - 1.0, jnp.zeros_like(q)))
-  loss = slope * u
+  loss = _base.nan_if(bad_option, slope * u)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 

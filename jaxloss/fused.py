@@ -375,8 +375,8 @@ def linear_softmax_cross_entropy(
     if not float(logit_softcap) > 0:
       raise ValueError(f"logit_softcap must be > 0, got {logit_softcap}.")
     logit_softcap = float(logit_softcap)
-  _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
-  _base.check_scalar_in("z_loss", z_loss, 0.0, math.inf)
+  bad_smoothing = _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
+  bad_z_loss = _base.check_scalar_in("z_loss", z_loss, 0.0, math.inf)
 
   loss_shape = labels.shape
   mask = _base.prepare_where(where, loss_shape)
@@ -405,6 +405,6 @@ def linear_softmax_cross_entropy(
 
   rows = _fused_rows(h2, w2, b2, lab, eps, zl, chunk, logit_softcap, np.dtype(cdtype))
   rows = rows.reshape(loss_shape)
-  rows = _base.nan_where(bad, rows)
+  rows = _base.nan_if(bad_z_loss, _base.nan_if(bad_smoothing, _base.nan_where(bad, rows)))
   row_mask = None if (mask is None and ignore_index is None) else include
   return _base.reduce_loss(rows, where=row_mask, reduction=reduction)
