@@ -538,8 +538,9 @@ def softmax_cross_entropy(
   finite loss and gradient when their target is 0 (and :math:`+\infty` when it
   is positive: that target cannot be met). Negative or NaN labels make their
   row NaN. The implementation avoids every compare, select and argmax on the
-  ``[..., C]`` arrays (see ``_softmax_stats``): on CPU it runs within a few
-  percent of optax's ``softmax_cross_entropy`` (``benchmarks/RESULTS.md``).
+  ``[..., C]`` arrays (see ``_softmax_stats``): on CPU its ``value_and_grad``
+  runs about as fast as optax's ``softmax_cross_entropy``
+  (``benchmarks/RESULTS.md``).
 
   Derivatives (by hand), with :math:`S = \sum_j y'_j`:
 
