@@ -41,7 +41,9 @@ out-of-range option (``label_smoothing=1.5``, ``delta=0``, ``tau=-0.1``, an
 ``alpha`` array with a value above 1) raises ``ValueError`` at trace time, and
 the same option passed as a traced array (through ``jit``, ``vmap`` or
 ``grad``) makes the loss NaN where it is out of range (see
-:func:`check_scalar_in`).
+:func:`check_scalar_in`); so does a constant built inside a jitted function
+(``jnp.float32(1.5)`` there is traced too). The gradient with respect to such
+an option is then 0.
 
 The cost of those checks: the compiled code is unchanged outside checkify (the
 check is dropped), but a function containing one carries a checkify effect, so

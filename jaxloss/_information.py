@@ -26,7 +26,6 @@ from fractions import Fraction
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _base
@@ -388,11 +387,43 @@ def kl_divergence(
   ax, mask = _rowwise_setup(lp, axis, where)
   lp = _base.sanitize(lp, mask, axis=ax)
   t = _base.sanitize(t, mask, axis=ax)
-  bad = _check_log_probabilities("log_predictions", lp) | _base.check_probabilities("targets", t)
-  safe_lp = jnp.where((t == 0) & (lp == -jnp.inf), jnp.zeros_like(lp), lp)
-  terms = _base.xlogx(t) - t * safe_lp
-  loss = _row_loss(terms, bad, ax)
+  _check_log_probabilities("log_predictions", lp)
+  _base.check_probabilities("targets", t)
+  loss = _kl(lp, t, ax)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _kl_rows(lp, t, axis):
+  """``sum_i t_i log t_i - t_i l_i`` with ``0 log 0 = 0`` and ``0 * (-inf) = 0``; invalid entries NaN."""
+  bad = ~(lp <= 0) | ~((t >= 0) & (t <= 1))
+  safe_lp = jnp.where((t == 0) & (lp == -jnp.inf), jnp.zeros_like(lp), lp)
+  return _row_loss(_base.xlogx(t) - t * safe_lp, bad, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _kl(lp, t, axis):
+  """The KL rows, with :math:`\\partial / \\partial l_i = -t_i` as a custom JVP."""
+  return _kl_rows(lp, t, axis)
+
+
+def _kl_jvp(axis, primals, tangents):
+  """``d KL = sum_i -t_i dl_i + (1 + log t_i - l_i) dt_i`` (the second term by autodiff of the rows).
+
+  The prediction term is the closed form, one product with no select: the
+  backward pass of ``grad`` with respect to the predictions reads only the
+  targets. Symbolic-zero tangents skip their term.
+  """
+  (lp, t), (dlp, dt) = primals, tangents
+  out = _kl(lp, t, axis)
+  tangent = jnp.zeros_like(out)
+  if not isinstance(dlp, SymbolicZero):
+    tangent = tangent - jnp.sum(t * dlp, axis=axis)
+  if not isinstance(dt, SymbolicZero):
+    tangent = tangent + jax.jvp(lambda t_: _kl_rows(lp, t_, axis), (t,), (dt,))[1]
+  return out, tangent
+
+
+_kl.defjvp(_kl_jvp, symbolic_zeros=True)
 
 
 def _kl_dlp(lp, t, axis=-1):
@@ -481,37 +512,19 @@ def kl_divergence_with_log_targets(
   ax, mask = _rowwise_setup(lp, axis, where)
   lp = _base.sanitize(lp, mask, axis=ax)
   lt = _base.sanitize(lt, mask, axis=ax)
-  # The checkify checks name each argument; the NaN flag is one max per row
-  # (jnp.maximum and max propagate NaN, so a NaN in either argument is flagged too).
+  # The checkify checks name each argument; the NaN flags are computed in the value pass.
   _check_log_probabilities("log_predictions", lp)
   _check_log_probabilities("log_targets", lt)
-  bad = ~(jnp.max(jnp.maximum(lp, lt), axis=ax) <= 0)
-  loss = _base.nan_where(bad, _kl_log(lp, lt, ax))
+  loss = _kl_log(lp, lt, ax)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
-def _kl_log_rows_select(lp, lt, axis):
-  """``sum_i e^{s_i} (s_i - l_i)`` with the zero-target terms (``s_i = -inf``) set to 0 by a select.
-
-  The select, not ``e^s = 0``, makes value and derivatives 0 there, even where
-  ``l_i = -inf`` too.
-  """
-  diff = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), lt - lp)
-  return jnp.sum(jnp.exp(lt) * diff, axis=axis)
-
-
-def _kl_log_rows_screened(lp, lt, axis):
-  """:func:`_kl_log_rows_select` without the select unless a row needs it (CPU; see
-  ``_classification._gap_sum``): the plain sum is exact unless a zero target made a row NaN."""
-  plain = jnp.sum(jnp.exp(lt) * (lt - lp), axis=axis)
-  return lax.cond(jnp.any(jnp.isnan(plain)), functools.partial(_kl_log_rows_select, axis=axis),
-                  lambda lp, lt: plain, lp, lt)
-
-
 def _kl_log_rows(lp, lt, axis):
-  """The KL rows; on CPU a select costs a materialized array, so there the select runs only when needed."""
-  return lax.platform_dependent(lp, lt, cpu=functools.partial(_kl_log_rows_screened, axis=axis),
-                                default=functools.partial(_kl_log_rows_select, axis=axis))
+  """``sum_i e^{s_i} (s_i - l_i)``; a zero target (``s_i = -inf``) adds 0, even where ``l_i = -inf``;
+  an entry > 0 or NaN in either argument makes its term NaN (``jnp.maximum`` propagates NaN)."""
+  bad = ~(jnp.maximum(lp, lt) <= 0)
+  diff = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), lt - lp)
+  return jnp.sum(_base.nan_where(bad, jnp.exp(lt) * diff), axis=axis)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -521,20 +534,19 @@ def _kl_log(lp, lt, axis):
 
 
 def _kl_log_jvp(axis, primals, tangents):
-  """``d KL = sum_i -e^{s_i} dl_i + e^{s_i} (1 + s_i - l_i) ds_i``, the second term 0 where ``s_i = -inf``.
+  """``d KL = sum_i -e^{s_i} dl_i + e^{s_i} (1 + s_i - l_i) ds_i`` (the second term by autodiff of the rows).
 
-  Symbolic-zero tangents skip their term (``grad`` with respect to the
-  predictions never evaluates the target derivative and its select).
+  The prediction term is the closed form, one product with no select, so the
+  backward pass of ``grad`` with respect to the predictions reads only the
+  targets. Symbolic-zero tangents skip their term.
   """
   (lp, lt), (dlp, dlt) = primals, tangents
   out = _kl_log(lp, lt, axis)  # differentiating this rule differentiates the value through it again
-  t = jnp.exp(lt)
   tangent = jnp.zeros_like(out)
   if not isinstance(dlp, SymbolicZero):
-    tangent = tangent - jnp.sum(t * dlp, axis=axis)
+    tangent = tangent - jnp.sum(jnp.exp(lt) * dlp, axis=axis)
   if not isinstance(dlt, SymbolicZero):
-    slope = jnp.where(lt == -jnp.inf, jnp.zeros_like(lt), t * (1 + lt - lp))
-    tangent = tangent + jnp.sum(slope * dlt, axis=axis)
+    tangent = tangent + jax.jvp(lambda lt_: _kl_log_rows(lp, lt_, axis), (lt,), (dlt,))[1]
   return out, tangent
 
 

@@ -271,6 +271,17 @@ def test_softmax_ce_positive_target_on_masked_class_is_inf():
   np.testing.assert_allclose(np.asarray(g), sp.softmax(_f64(z), axis=-1) - y, atol=1e-7)
 
 
+def test_softmax_ce_negative_label_is_nan_also_with_smoothing():
+  z = np.array([[0.0, 0.0, 1.0], [0.5, 0.2, -0.3]])
+  y = np.array([[-0.01, 1.0, 0.01], [0.2, 0.3, 0.5]])  # smoothing 0.1 would lift -0.01 to 0.024
+  for eps in (0.0, 0.1):
+    rows = np.asarray(C.softmax_cross_entropy(z, y, label_smoothing=eps, reduction="none"))
+    assert np.isnan(rows[0]) and np.isfinite(rows[1]), (eps, rows)
+    err, _ = checkify.checkify(lambda a, b: C.softmax_cross_entropy(a, b, label_smoothing=eps),
+                               errors=checkify.user_checks)(z, y)
+    assert "labels must be non-negative" in err.get()
+
+
 def test_softmax_ce_gap_sum_select_and_screened_agree():
   """The CPU path (plain sum, select only when a row is NaN) against the GPU/TPU path (select)."""
   rng = np.random.default_rng(11)
@@ -817,3 +828,16 @@ def test_invalid_soft_labels_are_nan_and_raise_under_checkify(fn, preds, labels,
   err, _ = checkify.checkify(jax.jit(fn), errors=checkify.user_checks)(preds, labels)
   with pytest.raises(checkify.JaxRuntimeError, match=message):
     err.throw()
+
+
+@pytest.mark.parametrize("fn", [C.sigmoid_binary_cross_entropy, C.sigmoid_focal_loss])
+def test_sigmoid_losses_flag_labels_outside_unit_interval(fn):
+  z = np.array([0.3, -1.0, 2.0, 0.5])
+  y = np.array([1.0, -0.1, 1.5, np.nan])
+  rows = np.asarray(fn(z, y, reduction="none"))
+  assert np.isfinite(rows[0]) and np.all(np.isnan(rows[1:])), rows
+  err, _ = checkify.checkify(lambda a, b: fn(a, b), errors=checkify.user_checks)(z, y)
+  assert "labels must lie in [0, 1]" in err.get()
+  # masked elements are not checked
+  ok = np.asarray(fn(z, y, where=np.array([True, False, False, False]), reduction="none"))
+  assert np.isfinite(ok).all()

@@ -96,9 +96,7 @@ def test_kl_zero_targets_on_minus_inf_log_predictions_are_finite():
   assert g2_lt[0, 0] == 0.0 and np.all(np.isfinite(g2_lt))
 
 
-def test_kl_log_targets_select_and_screened_rows_agree():
-  """The CPU path (plain sum, select only when a row is NaN) against the GPU/TPU path (select)."""
-  from jaxloss import _information as I
+def test_kl_log_targets_zero_targets_and_infinite_rows():
   rng = np.random.default_rng(4)
   lp = np.log(rng.dirichlet(np.ones(5), size=5))
   lt = np.log(rng.dirichlet(np.ones(5), size=5))
@@ -110,13 +108,13 @@ def test_kl_log_targets_select_and_screened_rows_agree():
   assert ref[3] == np.inf and np.all(np.isfinite(np.delete(ref, 3)))
   for dtype in (np.float32, np.float64):
     a, b = jnp.asarray(lp, dtype), jnp.asarray(lt, dtype)
-    select = np.asarray(jax.jit(lambda a, b: I._kl_log_rows_select(a, b, -1))(a, b))
-    screened = np.asarray(jax.jit(lambda a, b: I._kl_log_rows_screened(a, b, -1))(a, b))
-    np.testing.assert_array_equal(screened, select)
-    np.testing.assert_allclose(select, ref, rtol=8 * np.finfo(dtype).eps)
-    rows = np.array([0, 4])                 # no zero target: the plain sum, equal to rounding
-    plain = np.asarray(jax.jit(lambda a, b: I._kl_log_rows_screened(a, b, -1))(a[rows], b[rows]))
-    np.testing.assert_allclose(plain, ref[rows], rtol=8 * np.finfo(dtype).eps)
+    f = jax.jit(lambda a, b: jaxloss.kl_divergence_with_log_targets(a, b, reduction="none"))
+    np.testing.assert_allclose(np.asarray(f(a, b)), ref, rtol=8 * np.finfo(dtype).eps)
+    g_lp, g_lt = jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b)[np.array([0, 1, 2, 4])]), argnums=(0, 1)))(a, b)
+    np.testing.assert_allclose(np.asarray(g_lp), -np.exp(lt) * (np.arange(5) != 3)[:, None], rtol=8 * np.finfo(dtype).eps)
+    with np.errstate(invalid="ignore"):
+      slope = np.where(lt == -np.inf, 0.0, np.exp(lt) * (1 + lt - lp)) * (np.arange(5) != 3)[:, None]
+    np.testing.assert_allclose(np.asarray(g_lt), slope, rtol=64 * np.finfo(dtype).eps, atol=0)
 
 
 # --------------------------------------------------------------------------
