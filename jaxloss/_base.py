@@ -210,7 +210,7 @@ def check_scalar_in(name: str, value: Any, low: float, high: float, *, closed_lo
     return None
   x = jnp.asarray(value)
   ok = (x >= low if closed_low else x > low) & (x <= high if closed_high else x < high)
-  runtime_check(ok, f"{name} must be {interval}; got values in [{{lo}}, {{hi}}].", lo=jnp.min(x), hi=jnp.max(x))
+  runtime_check(ok, f"{name} must be {interval}; got values in [{{lo}}, {{hi}}].", lo=value_min(x), hi=value_max(x))
   return ~ok
 
 
@@ -222,6 +222,28 @@ def nan_if(bad: Array | None, loss: Array) -> Array:
 # --------------------------------------------------------------------------
 # run-time value checks: NaN + checkify
 # --------------------------------------------------------------------------
+def first_flagged(x: ArrayLike, bad: ArrayLike) -> Array:
+  """The first element of ``x`` where ``bad`` is True, for an error message (0 if none or ``x`` is empty)."""
+  x, bad = jnp.ravel(jnp.asarray(x)), jnp.ravel(jnp.asarray(bad))
+  if x.size == 0:
+    return jnp.zeros((), x.dtype)
+  return x[jnp.argmax(bad)]
+
+
+def value_min(x: ArrayLike) -> Array:
+  """``min(x)`` for an error message; the identity (``+inf`` or the dtype's max) for an empty ``x``."""
+  x = jnp.asarray(x)
+  big = jnp.inf if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.iinfo(x.dtype).max
+  return jnp.min(x, initial=jnp.asarray(big, x.dtype))
+
+
+def value_max(x: ArrayLike) -> Array:
+  """``max(x)`` for an error message; the identity (``-inf`` or the dtype's min) for an empty ``x``."""
+  x = jnp.asarray(x)
+  small = -jnp.inf if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.iinfo(x.dtype).min
+  return jnp.max(x, initial=jnp.asarray(small, x.dtype))
+
+
 def nan_where(bad: Array, loss: Array) -> Array:
   """Sets the elements of ``loss`` flagged by ``bad`` to NaN."""
   return jnp.where(bad, jnp.asarray(jnp.nan, loss.dtype), loss)
@@ -236,14 +258,14 @@ def check_probabilities(name: str, p: Array) -> Array:
   """Returns a boolean array flagging elements of ``p`` outside [0, 1] (or NaN)."""
   bad = ~((p >= 0) & (p <= 1))
   runtime_check(~bad, f"{name} must lie in [0, 1]; got values in [{{lo}}, {{hi}}].",
-                lo=jnp.min(p), hi=jnp.max(p))
+                lo=value_min(p), hi=value_max(p))
   return bad
 
 
 def check_nonnegative(name: str, x: Array) -> Array:
   """Returns a boolean array flagging elements of ``x`` below 0 (or NaN)."""
   bad = ~(x >= 0)
-  runtime_check(~bad, f"{name} must be non-negative; got min {{lo}}.", lo=jnp.min(x))
+  runtime_check(~bad, f"{name} must be non-negative; got min {{lo}}.", lo=value_min(x))
   return bad
 
 
@@ -315,7 +337,7 @@ def reduce_loss(
       raise TypeError(f"weights must be numeric, got dtype {weights_arr.dtype}.")
     _check_broadcast_to("weights", weights_arr.shape, loss.shape)
     w = jnp.broadcast_to(weights_arr.astype(dtype), loss.shape)
-    runtime_check(w >= 0, "weights must be non-negative; got min {m}.", m=jnp.min(w))
+    runtime_check(w >= 0, "weights must be non-negative; got min {m}.", m=value_min(w))
     loss = nan_where(w < 0, loss)
   if extra_weights is not None:
     w = extra_weights.astype(dtype) if w is None else w * extra_weights.astype(dtype)

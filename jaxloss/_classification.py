@@ -858,10 +858,9 @@ def softmax_cross_entropy_with_integer_labels(
     mask = keep if mask is None else mask & keep
   in_range = (labels >= 0) & (labels < num_classes)
   bad = ~in_range if mask is None else mask & ~in_range
-  flat_bad = jnp.ravel(bad)
   _base.runtime_check(
       ~bad, f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}; "
-      "got {v}.", v=jnp.ravel(labels)[jnp.argmax(flat_bad)] if flat_bad.size else 0)
+      "got {v}.", v=_base.first_flagged(labels, bad))
   safe = jnp.where(in_range, labels, jnp.zeros((), labels.dtype))
   if mask is not None:
     safe = jnp.where(mask, safe, jnp.zeros((), labels.dtype))
@@ -880,7 +879,7 @@ def softmax_cross_entropy_with_integer_labels(
       raise ValueError(f"class_weights must have shape ({num_classes},) (one per class), got "
                        f"class_weights.shape={cw.shape}.")
     cw = cw.astype(dtype)
-    _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=jnp.min(cw))
+    _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=_base.value_min(cw))
     extra = cw[safe]
     bad = bad | (extra < 0)
   loss = _base.nan_if(bad_option, _base.nan_where(bad, loss))
@@ -1221,7 +1220,7 @@ def _pm1_labels(s, labels, mask, dtype):
   y = _base.sanitize(y, mask, fill=1.0)
   bad = jnp.abs(y) != 1  # NaN too; one compare, cheaper than (y == 1) | (y == -1) on CPU
   _base.runtime_check(~bad, "labels must be -1 or +1; got {v}.",
-                      v=jnp.ravel(y)[jnp.argmax(jnp.ravel(bad))] if y.size else 0)
+                      v=_base.first_flagged(y, bad))
   return y, bad
 
 
@@ -1406,7 +1405,7 @@ def multiclass_hinge_loss(
   in_range = (labels >= 0) & (labels < c)
   bad = ~in_range if mask is None else mask & ~in_range
   _base.runtime_check(~bad, f"labels must be class indices in [0, {c}); got {{v}}.",
-                      v=jnp.ravel(labels)[jnp.argmax(jnp.ravel(bad))] if bad.size else 0)
+                      v=_base.first_flagged(labels, bad))
   safe = jnp.where(in_range, labels, jnp.zeros((), labels.dtype))
   s = _base.sanitize(s, mask, axis=axis)
   onehot = lax.broadcasted_iota(safe.dtype, s.shape, axis) == jnp.expand_dims(safe, axis)

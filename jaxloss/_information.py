@@ -56,7 +56,7 @@ def _rowwise_setup(x, axis, where):
 def _check_log_probabilities(name, logp):
   """Flags log-probabilities that are > 0 or NaN (NaN + checkify, as in _base)."""
   bad = ~(logp <= 0)
-  _base.runtime_check(~bad, f"{name} must be log-probabilities (<= 0); got max {{hi}}.", hi=jnp.max(logp))
+  _base.runtime_check(~bad, f"{name} must be log-probabilities (<= 0); got max {{hi}}.", hi=_base.value_max(logp))
   return bad
 
 

@@ -704,7 +704,7 @@ def poisson_nll(
   r = _base.sanitize(r, mask)
   t = _base.sanitize(t, mask)
   bad = ~(t >= 0)
-  _base.runtime_check(~bad, "poisson_nll: targets must be non-negative counts; got min {m}.", m=jnp.min(t))
+  _base.runtime_check(~bad, "poisson_nll: targets must be non-negative counts; got min {m}.", m=_base.value_min(t))
   loss = jnp.exp(r) - t * r
   if full:
     safe_t = jnp.where(bad, jnp.zeros_like(t), t)
@@ -846,7 +846,7 @@ def gaussian_nll(
   else:
     v = _base.sanitize(v, mask, fill=1.0)
     bad = ~(v > 0)
-    _base.runtime_check(~bad, "gaussian_nll: variance must be > 0; got min {m}.", m=jnp.min(v))
+    _base.runtime_check(~bad, "gaussian_nll: variance must be > 0; got min {m}.", m=_base.value_min(v))
     safe_v = jnp.where(bad, jnp.ones_like(v), v)
     loss = _base.nan_where(bad, 0.5 * (jnp.log(safe_v) + r2 / safe_v))
   if full:

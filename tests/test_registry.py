@@ -189,3 +189,25 @@ def test_reduction_invariants(name):
   grads = jax.grad(masked_mean, argnums=tuple(range(len(fl))))(*(args[k] for k in fl))
   for g in grads:
     assert np.all(_np(g) == 0.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch(name):
+  """A batch of 0 rows: mean and sum 0 (as an all-masked batch), empty unreduced loss, empty gradients."""
+  spec = _spec(name)
+  args = _sample(spec, jnp.float64)
+  empty = tuple(a[:0] if np.ndim(a) >= 1 else a for a in args)
+  for reduction in ("mean", "sum"):
+    assert float(spec.fn(*empty, reduction=reduction)) == 0.0
+  assert _np(spec.fn(*empty, reduction="none")).size == 0
+  fl = tuple(sorted(spec.grads))
+
+  def f(*xs):
+    full = list(empty)
+    for k, x in zip(fl, xs):
+      full[k] = x
+    return spec.fn(*full)
+
+  grads = jax.jit(jax.grad(f, argnums=tuple(range(len(fl)))))(*(empty[k] for k in fl))
+  for k, g in zip(fl, grads):
+    assert g.shape == np.shape(empty[k])

@@ -220,7 +220,7 @@ def _indexed_nll(log_probs, target, weight, ignore_index, reduction, label_smoot
   valid = labels != ignore_index
   out_of_range = valid & ((labels < 0) | (labels >= n_classes))
   _base.runtime_check(~out_of_range, "target must be a class index in [0, {c}) or ignore_index; got {lo}..{hi}.",
-                      c=jnp.asarray(n_classes), lo=jnp.min(labels), hi=jnp.max(labels))
+                      c=jnp.asarray(n_classes), lo=_base.value_min(labels), hi=_base.value_max(labels))
   safe = jnp.where(valid & ~out_of_range, labels, 0)
   picked = jnp.squeeze(jnp.take_along_axis(log_probs, jnp.expand_dims(safe, cd), axis=cd), cd)
   w_t = jnp.ones(labels.shape, dtype) if w is None else w[safe]
@@ -521,7 +521,7 @@ def gaussian_nll_loss(
       else:
         raise ValueError(f"var is of incorrect size: var.shape={v.shape}, input.shape={x.shape}.")
   negative = v < 0
-  _base.runtime_check(~negative, "var must be non-negative; got min {m}.", m=jnp.min(v))
+  _base.runtime_check(~negative, "var must be non-negative; got min {m}.", m=_base.value_min(v))
   vc = _clamp_min_straight_through(v, jnp.asarray(eps, dtype))
   loss = 0.5 * (jnp.log(vc) + jnp.square(x - t) / vc)
   if full:
