@@ -11,12 +11,12 @@
 #   1. ce_bandwidth.py at the full [8192, 131072] shape, bf16 and f32 (the headline);
 #   2. fused_ce.py, if present;
 #   3. bench.py over the whole registry at the large size (2**24 elements);
-#   4. python -m jaxloss verify --json, if the CLI exists;
+#   4. verify_device.py: jaxloss.verify over the registry in 4 dtypes, as a fragment;
 #   5. make_results.py, regenerating benchmarks/RESULTS.md with the new fragments.
 #
 # Writes the fragments into benchmarks/results/ and copies into $OUT (at most 8
 # files come back from the device tool): ce_bandwidth_gpu.md, fused_ce_gpu.md,
-# bench_gpu.md, RESULTS.md, session.log, json.tar.gz (raw JSON + verify output).
+# bench_gpu.md, verify_gpu.md, RESULTS.md, session.log, json.tar.gz (raw JSON).
 # Afterwards, on the development machine: copy the *_gpu.md fragments into
 # benchmarks/results/, run `python benchmarks/make_results.py`, commit.
 #
@@ -94,18 +94,13 @@ fi
 step bench 130 "$PY" benchmarks/bench.py "${BENCH_ARGS[@]}" \
   --out "$RES/bench_gpu.md" --json "$OUT/json/bench_gpu.json"
 
-# 4. derivative verification on the GPU
-if [ -f jaxloss/__main__.py ]; then
-  log "start verify (limit 80s)"
-  timeout --kill-after=10 80 "$PY" -m jaxloss verify "${VERIFY_ARGS[@]}" --json "$OUT/json/verify_gpu.json" >>"$LOG" 2>&1
-  rc=$?
-  log "end verify: rc=$rc"
-  STATUS+=("verify=$rc")
-fi
+# 4. derivative verification on the GPU (the table goes into RESULTS.md like the timings)
+step verify 80 "$PY" benchmarks/verify_device.py "${VERIFY_ARGS[@]}" \
+  --out "$RES/verify_gpu.md" --json "$OUT/json/verify_gpu.json"
 
 # 5. regenerate RESULTS.md and collect what comes back
 step make_results 20 "$PY" benchmarks/make_results.py --results-dir "$RES" --output "$RESULTS_MD"
-for f in ce_bandwidth_gpu.md fused_ce_gpu.md bench_gpu.md; do
+for f in ce_bandwidth_gpu.md fused_ce_gpu.md bench_gpu.md verify_gpu.md; do
   [ -f "$RES/$f" ] && cp "$RES/$f" "$OUT/$f"
 done
 [ "$RESULTS_MD" = "$OUT/RESULTS.md" ] || cp "$RESULTS_MD" "$OUT/RESULTS.md" 2>/dev/null || true

@@ -23,6 +23,7 @@ import _harness as H  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-im
 import bench  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import ce_bandwidth  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import make_results  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+import verify_device  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +71,25 @@ def test_bench_quick_writes_fragment_and_json(tmp_path):
     for peer in ("optax", "naive"):
       if f"value_rel_diff_{peer}" in rec:
         assert rec[f"value_rel_diff_{peer}"] < 1e-3, (name, peer, rec["values"])
+
+
+def test_verify_device_writes_fragment_and_flags_a_wrong_gradient(tmp_path, monkeypatch):
+  out = tmp_path / "verify_cpu.md"
+  rc = verify_device.main(["squared_error", "huber_loss", "--dtypes", "f32,f64", "--jobs", "1", "--out", str(out)])
+  assert rc == 0
+  text = out.read_text()
+  meta = H.parse_fragment_meta(text)
+  assert meta is not None and meta["platform"] == "cpu" and all(meta.get(k) for k in H.REQUIRED_META)
+  assert "every check passed" in text and "| `squared_error` | ok" in text and "| FAIL" not in text
+  # a wrong closed form shows up as FAIL in its cells and as a listed row, and the exit status is 1
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from jaxloss import _registry  # pylint: disable=g-import-not-at-top
+  spec = jaxloss.REGISTRY["squared_error"]
+  wrong = dataclasses.replace(spec, grads={0: lambda p, t: 2.01 * (p - t), 1: spec.grads[1]})
+  monkeypatch.setattr(_registry, "REGISTRY", {**_registry.REGISTRY, "squared_error": wrong})
+  rc = verify_device.main(["squared_error", "--dtypes", "f64", "--jobs", "1", "--out", str(out)])
+  text = out.read_text()
+  assert rc == 1 and "| `squared_error` | FAIL" in text and "Failing rows:" in text
 
 
 def test_bench_rejects_unknown_name():
