@@ -115,11 +115,16 @@ def _one_term(name, x, term, *, weights, where, reduction):
 
 
 def _bce_against(label: float, sign: float = 1.0):
-  """``z -> sign * BCE(sigmoid(z), label)`` built on :func:`jaxloss.sigmoid_binary_cross_entropy`."""
-  from jaxloss._classification import sigmoid_binary_cross_entropy  # pylint: disable=g-import-not-at-top
+  """``z -> sign * BCE(sigmoid(z), label)``: the unreduced core of :func:`jaxloss.sigmoid_binary_cross_entropy`.
+
+  The core, not the public function: the labels here are the constants 0 and
+  1, so its run-time label check could never fire, and its checkify effect
+  would put every GAN loss on JAX's slower dispatch path.
+  """
+  from jaxloss._classification import _sigmoid_bce_unreduced  # pylint: disable=g-import-not-at-top
 
   def term(z):
-    return sign * sigmoid_binary_cross_entropy(z, jnp.full_like(z, label), reduction="none")
+    return sign * _sigmoid_bce_unreduced(z, jnp.full_like(z, label), None)
 
   return term
 

@@ -206,3 +206,15 @@ def test_spec_float32(spec):
 
 def test_two_term_names():
   assert gan.TWO_TERM_LOSSES == {f.__name__ for f in DISCRIMINATORS}
+
+
+def test_gan_losses_carry_no_checkify_effect():
+  """The GAN losses check nothing at run time (their labels are constants), so they must not carry a
+  checkify effect: one would take every jitted training step off JAX's fast dispatch path."""
+  r = jnp.linspace(-3.0, 3.0, 16)
+  for name in ("minimax_discriminator_loss", "least_squares_discriminator_loss", "hinge_discriminator_loss",
+               "wasserstein_critic_loss"):
+    assert not jax.make_jaxpr(getattr(gan, name))(r, -r).effects, name
+  for name in ("minimax_generator_loss", "non_saturating_generator_loss", "least_squares_generator_loss",
+               "hinge_generator_loss", "wasserstein_generator_loss"):
+    assert not jax.make_jaxpr(getattr(gan, name))(r).effects, name
