@@ -393,6 +393,36 @@ def kl_divergence(
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
+def _with_closed_form_prediction_slope(rows, target_weight):
+  r"""``rows(l, target, axis)`` as a ``jax.custom_jvp`` whose prediction derivative is the closed form.
+
+  Both KL forms are linear in the log-predictions :math:`l`:
+  :math:`\partial \mathrm{KL} / \partial l_i = -w_i` with ``w = target_weight(target)``
+  (``t`` or ``e^s``). That term is one product with no select, so the backward
+  pass of ``grad`` with respect to the predictions reads only the targets. The
+  target derivative is autodiff of ``rows`` (its zero-target selects included).
+  Symbolic-zero tangents skip their term. The rule's value is the custom-JVP
+  function itself, so differentiating the rule (Hessians) differentiates the
+  value through this rule again.
+  """
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+  def kl(lp, target, axis):
+    return rows(lp, target, axis)
+
+  def kl_jvp(axis, primals, tangents):
+    (lp, target), (dlp, dtarget) = primals, tangents
+    out = kl(lp, target, axis)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(dlp, SymbolicZero):
+      tangent = tangent - jnp.sum(target_weight(target) * dlp, axis=axis)
+    if not isinstance(dtarget, SymbolicZero):
+      tangent = tangent + jax.jvp(lambda x: rows(lp, x, axis), (target,), (dtarget,))[1]
+    return out, tangent
+
+  kl.defjvp(kl_jvp, symbolic_zeros=True)
+  return kl
+
+
 def _kl_rows(lp, t, axis):
   """``sum_i t_i log t_i - t_i l_i`` with ``0 log 0 = 0`` and ``0 * (-inf) = 0``; invalid entries NaN."""
   bad = ~(lp <= 0) | ~((t >= 0) & (t <= 1))
@@ -400,30 +430,8 @@ def _kl_rows(lp, t, axis):
   return _row_loss(_base.xlogx(t) - t * safe_lp, bad, axis)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _kl(lp, t, axis):
-  """The KL rows, with :math:`\\partial / \\partial l_i = -t_i` as a custom JVP."""
-  return _kl_rows(lp, t, axis)
-
-
-def _kl_jvp(axis, primals, tangents):
-  """``d KL = sum_i -t_i dl_i + (1 + log t_i - l_i) dt_i`` (the second term by autodiff of the rows).
-
-  The prediction term is the closed form, one product with no select: the
-  backward pass of ``grad`` with respect to the predictions reads only the
-  targets. Symbolic-zero tangents skip their term.
-  """
-  (lp, t), (dlp, dt) = primals, tangents
-  out = _kl(lp, t, axis)
-  tangent = jnp.zeros_like(out)
-  if not isinstance(dlp, SymbolicZero):
-    tangent = tangent - jnp.sum(t * dlp, axis=axis)
-  if not isinstance(dt, SymbolicZero):
-    tangent = tangent + jax.jvp(lambda t_: _kl_rows(lp, t_, axis), (t,), (dt,))[1]
-  return out, tangent
-
-
-_kl.defjvp(_kl_jvp, symbolic_zeros=True)
+# d KL / d l_i = -t_i in closed form (the target derivative, 1 + log t_i - l_i, by autodiff of the rows)
+_kl = _with_closed_form_prediction_slope(_kl_rows, lambda t: t)
 
 
 def _kl_dlp(lp, t, axis=-1):
@@ -527,30 +535,8 @@ def _kl_log_rows(lp, lt, axis):
   return jnp.sum(_base.nan_where(bad, jnp.exp(lt) * diff), axis=axis)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _kl_log(lp, lt, axis):
-  """The KL rows, with the derivatives of the public docstring as a custom JVP."""
-  return _kl_log_rows(lp, lt, axis)
-
-
-def _kl_log_jvp(axis, primals, tangents):
-  """``d KL = sum_i -e^{s_i} dl_i + e^{s_i} (1 + s_i - l_i) ds_i`` (the second term by autodiff of the rows).
-
-  The prediction term is the closed form, one product with no select, so the
-  backward pass of ``grad`` with respect to the predictions reads only the
-  targets. Symbolic-zero tangents skip their term.
-  """
-  (lp, lt), (dlp, dlt) = primals, tangents
-  out = _kl_log(lp, lt, axis)  # differentiating this rule differentiates the value through it again
-  tangent = jnp.zeros_like(out)
-  if not isinstance(dlp, SymbolicZero):
-    tangent = tangent - jnp.sum(jnp.exp(lt) * dlp, axis=axis)
-  if not isinstance(dlt, SymbolicZero):
-    tangent = tangent + jax.jvp(lambda lt_: _kl_log_rows(lp, lt_, axis), (lt,), (dlt,))[1]
-  return out, tangent
-
-
-_kl_log.defjvp(_kl_log_jvp, symbolic_zeros=True)
+# d KL / d l_i = -e^{s_i} in closed form (the target derivative, e^{s_i} (1 + s_i - l_i), by autodiff)
+_kl_log = _with_closed_form_prediction_slope(_kl_log_rows, jnp.exp)
 
 
 def _kl_log_dlp(lp, lt, axis=-1):
