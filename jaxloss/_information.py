@@ -53,6 +53,19 @@ def _rowwise_setup(x, axis, where):
   return ax, _base.prepare_where(where, loss_shape)
 
 
+def _rowwise_pair_inputs(name_p, predictions, name_t, targets, axis, where):
+  """The shared prologue of the two-argument losses over ``axis``: cast (targets straight to the
+  predictions' computation dtype), same-shape check, ``axis``/``where`` preparation, sanitizing.
+
+  Returns ``(predictions, targets, axis, mask)``.
+  """
+  x, dtype = _base.as_predictions(name_p, predictions)
+  t = _base.as_distribution_targets(name_t, targets, dtype)
+  _base.check_same_shape(name_p, x, name_t, t)
+  ax, mask = _rowwise_setup(x, axis, where)
+  return _base.sanitize(x, mask, axis=ax), _base.sanitize(t, mask, axis=ax), ax, mask
+
+
 def _check_log_probabilities(name, logp):
   """Flags log-probabilities that are > 0 or NaN (NaN + checkify, as in _base)."""
   bad = ~(logp <= 0)
@@ -292,12 +305,7 @@ def cross_entropy(
   References:
     Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3.
   """
-  p, dtype = _base.as_predictions("probs", probs)
-  t = _base.as_distribution_targets("target_probs", target_probs, dtype)
-  _base.check_same_shape("probs", p, "target_probs", t)
-  ax, mask = _rowwise_setup(p, axis, where)
-  p = _base.sanitize(p, mask, axis=ax)
-  t = _base.sanitize(t, mask, axis=ax)
+  p, t, ax, mask = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("target_probs", t)
   loss = _row_loss(-_base.xlogy(t, p), bad, ax)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -381,12 +389,7 @@ def kl_divergence(
     Kullback and Leibler, `On Information and Sufficiency
     <https://doi.org/10.1214/aoms/1177729694>`_, Ann. Math. Statist., 1951.
   """
-  lp, dtype = _base.as_predictions("log_predictions", log_predictions)
-  t = _base.as_distribution_targets("targets", targets, dtype)
-  _base.check_same_shape("log_predictions", lp, "targets", t)
-  ax, mask = _rowwise_setup(lp, axis, where)
-  lp = _base.sanitize(lp, mask, axis=ax)
-  t = _base.sanitize(t, mask, axis=ax)
+  lp, t, ax, mask = _rowwise_pair_inputs("log_predictions", log_predictions, "targets", targets, axis, where)
   _check_log_probabilities("log_predictions", lp)
   _base.check_probabilities("targets", t)
   loss = _kl(lp, t, ax)
@@ -514,12 +517,7 @@ def kl_divergence_with_log_targets(
     Kullback and Leibler, `On Information and Sufficiency
     <https://doi.org/10.1214/aoms/1177729694>`_, Ann. Math. Statist., 1951.
   """
-  lp, dtype = _base.as_predictions("log_predictions", log_predictions)
-  lt = _base.as_distribution_targets("log_targets", log_targets, dtype)
-  _base.check_same_shape("log_predictions", lp, "log_targets", lt)
-  ax, mask = _rowwise_setup(lp, axis, where)
-  lp = _base.sanitize(lp, mask, axis=ax)
-  lt = _base.sanitize(lt, mask, axis=ax)
+  lp, lt, ax, mask = _rowwise_pair_inputs("log_predictions", log_predictions, "log_targets", log_targets, axis, where)
   # The checkify checks name each argument; the NaN flags are computed in the value pass.
   _check_log_probabilities("log_predictions", lp)
   _check_log_probabilities("log_targets", lt)
@@ -624,12 +622,7 @@ def js_divergence(
     Lin, `Divergence measures based on the Shannon entropy
     <https://doi.org/10.1109/18.61115>`_, IEEE Trans. Inf. Theory, 1991.
   """
-  p, dtype = _base.as_predictions("probs", probs)
-  t = _base.as_distribution_targets("target_probs", target_probs, dtype)
-  _base.check_same_shape("probs", p, "target_probs", t)
-  ax, mask = _rowwise_setup(p, axis, where)
-  p = _base.sanitize(p, mask, axis=ax)
-  t = _base.sanitize(t, mask, axis=ax)
+  p, t, ax, mask = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("target_probs", t)
   m = 0.5 * (p + t)
   terms = 0.5 * _base.xlogx(p) + 0.5 * _base.xlogx(t) - _base.xlogx(m)
