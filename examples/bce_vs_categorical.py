@@ -84,8 +84,9 @@ def main(argv=None) -> dict:
   r["keras_cce_02_08"] = float(K.categorical_crossentropy(u, jnp.array([0.2, 0.8])))
   r["keras_cce_2_8"] = float(K.categorical_crossentropy(u, jnp.array([2.0, 8.0])))
   r["native_cce_2_8"] = float(jaxloss.categorical_cross_entropy(jnp.array([2.0, 8.0]), u))
-  err, _ = checkify.checkify(jaxloss.categorical_cross_entropy, errors=checkify.user_checks)(
-      jnp.array([2.0, 8.0]), u)
+  with jaxloss.runtime_checks():  # opt-in: by default the value is NaN and nothing else is traced
+    err, _ = checkify.checkify(jaxloss.categorical_cross_entropy, errors=checkify.user_checks)(
+        jnp.array([2.0, 8.0]), u)
   print(f"Keras CCE [0.2, 0.8] = {r['keras_cce_02_08']:.4f} = [2, 8] = {r['keras_cce_2_8']:.4f};"
         f" native on [2, 8]: {r['native_cce_2_8']} ({err.get()})")
   big = jnp.array([8.0])
@@ -93,7 +94,8 @@ def main(argv=None) -> dict:
   r["keras_bce_clip_f32"] = float(K.binary_crossentropy(jnp.zeros(1, jnp.float32), big.astype(jnp.float32)))
   r["keras_bce_clip_grad"] = float(jax.grad(lambda v: K.binary_crossentropy(jnp.zeros(1), v).sum())(big)[0])
   r["native_bce_8"] = float(jaxloss.binary_cross_entropy(big, jnp.zeros(1)))
-  err, _ = checkify.checkify(jaxloss.binary_cross_entropy, errors=checkify.user_checks)(big, jnp.zeros(1))
+  with jaxloss.runtime_checks():
+    err, _ = checkify.checkify(jaxloss.binary_cross_entropy, errors=checkify.user_checks)(big, jnp.zeros(1))
   print(f"BCE of a prediction 8 against 0: Keras {r['keras_bce_clip_f64']:.4f} (f64), {r['keras_bce_clip_f32']:.4f}"
         f" (f32), gradient {r['keras_bce_clip_grad']}; native: {r['native_bce_8']} ({err.get()})")
 

@@ -2,13 +2,14 @@
 
 Every loss is a pure function ``loss(predictions, targets, *, ..., weights=None,
 where=None, reduction="mean")``; the shared conventions (reduction, masking,
-weights, dtypes, run-time value errors) are documented once in
+weights, dtypes, run-time values: NaN by default, errors opt-in with
+:func:`jaxloss.runtime_checks`) are documented once in
 :mod:`jaxloss._base`. ``jaxloss.REGISTRY`` maps each loss name to its
 :class:`~jaxloss.LossSpec`: the function, its hand-derived derivatives, its
 input sampler, edge cases and a float64 reference.
 """
 
-from jaxloss._base import reduce_loss
+from jaxloss._base import reduce_loss, runtime_checks, runtime_checks_enabled
 from jaxloss._classification import *  # noqa: F401,F403
 from jaxloss._information import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403

@@ -34,30 +34,47 @@ Integer or boolean predictions raise ``TypeError``.
 
 **Run-time values** (labels out of range, probabilities outside [0, 1],
 negative weights) cannot be checked at trace time. jaxloss never turns them
-into a plausible number: each offending element of the unreduced loss is NaN,
-and under ``checkify.checkify(fn, errors=checkify.user_checks)`` the call raises
-an error that names the argument. Options follow the same rule: a concrete
-out-of-range option (``label_smoothing=1.5``, ``delta=0``, ``tau=-0.1``, an
-``alpha`` array with a value above 1) raises ``ValueError`` at trace time, and
-the same option passed as a traced array (through ``jit``, ``vmap`` or
-``grad``) makes the loss NaN where it is out of range (see
-:func:`check_scalar_in`); so does a constant built inside a jitted function
-(``jnp.float32(1.5)`` there is traced too). The gradient with respect to such
-an option is then 0.
+into a plausible number: each offending element of the unreduced loss is NaN.
+That is the whole default behavior: the NaN is computed in the same fused pass
+as the loss, and no loss adds an effect (checkify or otherwise) to the user's
+jaxpr, so a jitted training step that calls a jaxloss loss stays on JAX's C++
+dispatch path and compiles to the same program shape as with its optax peer.
 
-The cost of those checks: the compiled code is unchanged outside checkify (the
-check is dropped), but a function containing one carries a checkify effect, so
-the outermost ``jax.jit`` that contains it is dispatched through JAX's Python
-path instead of its C++ fast path: about 80 microseconds more per top-level
-call on CPU, independent of the array sizes (measured with jax 0.10.2; see the
-small-size rows of ``benchmarks/RESULTS.md``). Inside a training step that is
-one dispatch per step, not per loss.
+Options follow the same rule: a concrete out-of-range option
+(``label_smoothing=1.5``, ``delta=0``, ``tau=-0.1``, an ``alpha`` array with a
+value above 1) raises ``ValueError`` at trace time, and the same option passed
+as a traced array (through ``jit``, ``vmap`` or ``grad``) makes the loss NaN
+where it is out of range (see :func:`check_scalar_in`); so does a constant
+built inside a jitted function (``jnp.float32(1.5)`` there is traced too). The
+gradient with respect to such an option is then 0.
+
+**Opt-in run-time errors.** Inside ``with jaxloss.runtime_checks():`` (or with
+the environment variable ``JAXLOSS_RUNTIME_CHECKS=1`` set before ``jaxloss`` is
+imported) every such check is also emitted as a ``checkify`` check, so that
+``checkify.checkify(fn, errors=checkify.user_checks)`` raises an error that
+names the argument and the offending range. ``jaxloss.runtime_checks(False)``
+turns them off again inside an enabled region.
+
+When the switch takes effect: the switch is read while a loss is *traced*, and
+its value is part of ``jax.jit``'s tracing, lowering and compilation cache key
+(it is a :func:`jax.make_user_context`). A function that was jitted and
+compiled with checks off and is then called inside ``runtime_checks()`` is
+therefore re-traced with the checks in it, never served from the cache without
+them; leaving the region goes back to the check-free executable (a cache hit).
+The checks only *raise* under ``checkify.checkify``; without it they are
+no-ops that still carry the checkify effect. Keep them for debugging: a
+function carrying the effect is dispatched through JAX's Python path (on CPU
+about 100 microseconds more per top-level call, several times a small
+training step; see ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
+
+import contextlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -249,8 +266,67 @@ def nan_where(bad: Array, loss: Array) -> Array:
   return jnp.where(bad, jnp.asarray(jnp.nan, loss.dtype), loss)
 
 
+def _env_default() -> bool:
+  value = os.environ.get("JAXLOSS_RUNTIME_CHECKS", "").strip().lower()
+  if value in ("", "0", "false", "no", "off"):
+    return False
+  if value in ("1", "true", "yes", "on"):
+    return True
+  raise ValueError(f"JAXLOSS_RUNTIME_CHECKS must be 0 or 1 (or true/false), got {value!r}.")
+
+
+# Part of jax.jit's cache key: flipping it re-traces instead of reusing a trace without checks.
+_RUNTIME_CHECKS = jax.make_user_context(default_value=_env_default())
+
+
+def runtime_checks_enabled() -> bool:
+  """Whether run-time value checks are emitted by losses traced now (see :func:`runtime_checks`)."""
+  return bool(_RUNTIME_CHECKS.value)
+
+
+def runtime_checks(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+  """Opt in to (or, with ``False``, out of) jaxloss's run-time value errors.
+
+  By default an invalid run-time value (a label out of range, a probability
+  outside [0, 1], a negative weight, a traced option out of its range) only
+  makes the offending elements of the loss NaN, and no loss adds an effect to
+  the caller's jaxpr. Inside this context manager every loss traced also emits
+  a ``checkify`` check naming the argument, so that
+  ``checkify.checkify(fn, errors=checkify.user_checks)`` raises::
+
+      with jaxloss.runtime_checks():
+        err, loss = checkify.checkify(step, errors=checkify.user_checks)(params, batch)
+      err.throw()  # ValueError-like JaxRuntimeError: "labels must lie in [0, 10) ..."
+
+  The value is read when a function is traced and is part of ``jax.jit``'s
+  cache key, so a function compiled before entering the region is re-traced
+  with the checks inside it (and the check-free executable is reused after
+  leaving it). The environment variable ``JAXLOSS_RUNTIME_CHECKS=1``, read
+  when ``jaxloss`` is imported, turns the checks on globally;
+  ``runtime_checks(False)`` turns them off inside such a region.
+
+  Args:
+    enabled: ``True`` (default) to emit the checks, ``False`` to suppress them.
+
+  Returns:
+    A context manager.
+
+  Raises:
+    TypeError: if ``enabled`` is not a bool.
+  """
+  if not isinstance(enabled, (bool, np.bool_)):
+    raise TypeError(f"runtime_checks(enabled) takes a bool, got {enabled!r}.")
+  return _RUNTIME_CHECKS(bool(enabled))
+
+
 def runtime_check(ok: Array, message: str, **fmt: Any) -> None:
-  """A check that raises under ``checkify`` and is free otherwise."""
+  """A check that is emitted only inside :func:`runtime_checks` (then raises under ``checkify``).
+
+  Outside it nothing is added to the jaxpr; the caller's NaN flag is the
+  only trace of an invalid value.
+  """
+  if not _RUNTIME_CHECKS.value:
+    return
   checkify.debug_check(jnp.all(ok), message, **fmt)
 
 

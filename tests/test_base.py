@@ -70,6 +70,7 @@ def test_unknown_reduction():
     _base.reduce_loss(jnp.ones(3), reduction="average")
 
 
+@pytest.mark.runtime_checks
 def test_negative_weight_is_nan_and_raises_under_checkify():
   loss = jnp.array([1.0, 2.0])
   w = jnp.array([1.0, -1.0])

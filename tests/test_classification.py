@@ -177,6 +177,7 @@ def test_bce_gradients_and_zero_target_derivative():
   np.testing.assert_allclose(np.asarray(gy), [0.0, 0.0, np.log(0.7 / 0.3), 0.0], rtol=1e-14, atol=0)
 
 
+@pytest.mark.runtime_checks
 def test_bce_out_of_range_probabilities():
   p = np.array([0.5, 1.5, -0.1, 0.2])
   y = np.array([1.0, 1.0, 0.0, 0.0])
@@ -271,6 +272,7 @@ def test_softmax_ce_positive_target_on_masked_class_is_inf():
   np.testing.assert_allclose(np.asarray(g), sp.softmax(_f64(z), axis=-1) - y, atol=1e-7)
 
 
+@pytest.mark.runtime_checks
 def test_softmax_ce_negative_label_is_nan_also_with_smoothing():
   z = np.array([[0.0, 0.0, 1.0], [0.5, 0.2, -0.3]])
   y = np.array([[-0.01, 1.0, 0.01], [0.2, 0.3, 0.5]])  # smoothing 0.1 would lift -0.01 to 0.024
@@ -493,6 +495,7 @@ def test_int_ce_axis0_and_batched():
   np.testing.assert_allclose(np.asarray(g0), np.moveaxis(g, -1, 0), atol=1e-15)
 
 
+@pytest.mark.runtime_checks
 def test_int_ce_out_of_range_labels():
   z = np.zeros((3, 4))
   labels = np.array([1, 4, -1])
@@ -634,6 +637,7 @@ def test_hinge_losses():
   np.testing.assert_allclose(np.asarray(g1), [0.0, -1.0, 1.0, -1.0, 1.0])
 
 
+@pytest.mark.runtime_checks
 @pytest.mark.parametrize("fn", [C.hinge_loss, C.squared_hinge_loss])
 def test_hinge_labels_must_be_pm1(fn):
   s = np.array([0.5, 0.5, 0.5])
@@ -662,6 +666,7 @@ def test_hinge_kink_subgradient_zero_and_invalid_labels(fn):
   np.testing.assert_array_equal(g_bad, expected[fn])
 
 
+@pytest.mark.runtime_checks
 def test_multiclass_hinge():
   s = np.array([[5.0, 1.0, 0.0], [0.0, 2.5, -1.0], [1.0, 0.5, 0.8]])
   labels = np.array([0, 0, 2])
@@ -772,6 +777,7 @@ def test_weighted_masked_mean(spec):
   np.testing.assert_allclose(total, np.sum(w * ref), rtol=1e-12)
 
 
+@pytest.mark.runtime_checks
 def test_negative_weights_raise_under_checkify():
   fn = lambda z, y: C.sigmoid_binary_cross_entropy(z, y, weights=np.array([2.0, -1.0]))
   err, val = checkify.checkify(fn, errors=checkify.user_checks)(np.zeros(2), np.ones(2))
@@ -821,6 +827,7 @@ def test_focal_loss_confidently_right_has_finite_gradient_for_every_gamma(gamma,
         (jaxloss.softmax_cross_entropy, [[0.0, 0.0]], [[-1.0, 2.0]], "labels must be non-negative"),
     ],
 )
+@pytest.mark.runtime_checks
 def test_invalid_soft_labels_are_nan_and_raise_under_checkify(fn, preds, labels, message):
   preds, labels = jnp.asarray(preds), jnp.asarray(labels)
   out = fn(preds, labels, reduction="none")
@@ -830,6 +837,7 @@ def test_invalid_soft_labels_are_nan_and_raise_under_checkify(fn, preds, labels,
     err.throw()
 
 
+@pytest.mark.runtime_checks
 @pytest.mark.parametrize("fn", [C.sigmoid_binary_cross_entropy, C.sigmoid_focal_loss])
 def test_sigmoid_losses_flag_labels_outside_unit_interval(fn):
   z = np.array([0.3, -1.0, 2.0, 0.5])

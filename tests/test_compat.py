@@ -160,6 +160,7 @@ class TestTorch:
     np.testing.assert_allclose(grad(lambda a: T.binary_cross_entropy(a, y, weight=w))(x),
                                torch_bce_grad_input(x, y, w) / 12, rtol=1e-10)
 
+  @pytest.mark.runtime_checks
   def test_bce_out_of_range_is_nan_and_checkify(self):
     x = np.array([0.5, 1.5])
     assert np.isnan(T.binary_cross_entropy(x, np.array([1.0, 1.0]), reduction="none")[1])
@@ -242,6 +243,7 @@ class TestTorch:
     np.testing.assert_allclose(jax.grad(lambda b: T.cross_entropy(x, b, weight=w, label_smoothing=0.25))(y),
                                -np_log_softmax(x, 1) * w * 0.75 / 6, rtol=1e-12)
 
+  @pytest.mark.runtime_checks
   def test_nll_loss(self):
     lp = np_log_softmax(RNG.standard_normal((5, 3)), 1)
     t = np.array([0, 2, -100, 1, 2])

@@ -429,6 +429,7 @@ def test_masked_rows_do_not_leak_nan_and_all_masked_is_zero():
     assert float(v0) == 0.0 and not np.any(np.asarray(dh0)) and not np.any(np.asarray(dw0))
 
 
+@pytest.mark.runtime_checks
 def test_out_of_range_labels_nan_and_checkify():
   h, w, _, y, _, _ = _data(4, (5,), 4, 6, jnp.float32, with_bias=False)
   y_bad = y.at[2].set(6)

@@ -221,6 +221,7 @@ def test_continuous_bernoulli_density_integrates_to_one():
     np.testing.assert_allclose(0.5 * np.sum(w * np.exp(-np.asarray(nll))), 1.0, rtol=1e-12)
 
 
+@pytest.mark.runtime_checks
 def test_continuous_bernoulli_targets_outside_unit_interval_are_nan_and_raise():
   msg, out = _checked(jaxloss.continuous_bernoulli_nll, jnp.zeros(3), jnp.array([0.5, 1.5, -0.1]), reduction="none")
   assert msg is not None and "targets must lie in [0, 1]" in msg
@@ -241,6 +242,7 @@ def test_continuous_bernoulli_targets_outside_unit_interval_are_nan_and_raise():
      "log_targets"),
     ("binary_kl_divergence", (jnp.array([[0.5, 0.5], [0.5, 0.5]]), jnp.array([[0.5, 0.5], [1.2, 0.5]])), "labels"),
 ])
+@pytest.mark.runtime_checks
 def test_out_of_range_probabilities_are_nan_and_raise_under_checkify(name, args, arg_name):
   msg, out = _checked(getattr(jaxloss, name), *args, reduction="none")
   assert msg is not None and msg.startswith(arg_name + " must") or f": {arg_name}" in msg, msg
@@ -250,6 +252,7 @@ def test_out_of_range_probabilities_are_nan_and_raise_under_checkify(name, args,
   assert msg_ok is None
 
 
+@pytest.mark.runtime_checks
 def test_masked_invalid_rows_are_excluded_without_error_or_nan():
   p = jnp.array([[0.5, 0.5], [jnp.nan, 7.0]])
   where = jnp.array([True, False])

@@ -61,6 +61,7 @@ def test_traced_option_in_range_matches_concrete(name, call, good, bad, option):
   assert np.all(np.isfinite(got))
 
 
+@pytest.mark.runtime_checks
 @pytest.mark.parametrize("name,call,good,bad,option", CASES, ids=IDS)
 def test_traced_option_out_of_range_is_nan_and_raises_under_checkify(name, call, good, bad, option):
   got = np.asarray(jax.jit(call)(jnp.asarray(bad)))

@@ -154,6 +154,7 @@ def test_poisson_full_is_the_exact_negative_log_pmf():
   np.testing.assert_allclose(part, np.exp(r) - y * r, rtol=1e-15)
 
 
+@pytest.mark.runtime_checks
 def test_poisson_negative_targets_are_nan_and_raise_under_checkify():
   msg, out = _checked(jaxloss.poisson_nll, jnp.zeros(3), jnp.array([1.0, -1.0, 2.0]), reduction="none")
   assert msg is not None and "targets must be non-negative" in msg
@@ -186,6 +187,7 @@ def test_gaussian_nll_variance_gradient_vanishes_at_the_squared_residual():
   np.testing.assert_allclose(g_mu, (mu - y) / r2, rtol=1e-15)
 
 
+@pytest.mark.runtime_checks
 def test_gaussian_nll_nonpositive_variance_is_nan_and_raises_under_checkify():
   mu = jnp.zeros(4)
   y = jnp.ones(4)
