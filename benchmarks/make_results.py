@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as H  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT_ORDER = ("bench.py", "ce_bandwidth.py", "fused_ce.py", "verify_device.py")
+SCRIPT_ORDER = ("bench.py", "train_step.py", "ce_bandwidth.py", "fused_ce.py", "verify_device.py")
 PLATFORM_ORDER = ("cpu", "gpu", "cuda", "rocm", "tpu")
 # (script, platform) pairs the issue asks for; missing ones are listed as owed.
-EXPECTED = (("bench.py", "cpu"), ("bench.py", "gpu"), ("ce_bandwidth.py", "cpu"), ("ce_bandwidth.py", "gpu"),
+EXPECTED = (("bench.py", "cpu"), ("bench.py", "gpu"), ("train_step.py", "cpu"), ("ce_bandwidth.py", "cpu"), ("ce_bandwidth.py", "gpu"),
             ("verify_device.py", "cpu"), ("verify_device.py", "gpu"))
 GPU_PLATFORMS = ("gpu", "cuda")
 

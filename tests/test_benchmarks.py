@@ -92,6 +92,27 @@ def test_verify_device_writes_fragment_and_flags_a_wrong_gradient(tmp_path, monk
   assert rc == 1 and "| `squared_error` | FAIL" in text and "Failing rows:" in text
 
 
+def test_train_step_small_compares_the_same_objective(tmp_path):
+  import train_step  # pylint: disable=g-import-not-at-top
+
+  names = [n for n in ("softmax_cross_entropy_with_integer_labels", "binary_cross_entropy") if n in jaxloss.REGISTRY]
+  out, js = tmp_path / "ts.md", tmp_path / "ts.json"
+  rc = train_step.main(["--names", *names, "--sizes", "small", "--repeats", "2", "--warmup", "1",
+                        "--min-sample-s", "0.0005", "--out", str(out), "--json", str(js)])
+  assert rc == 0
+  meta = H.parse_fragment_meta(out.read_text())
+  assert meta is not None and meta["platform"] == "cpu" and all(meta.get(k) for k in H.REQUIRED_META)
+  recs = {r["loss"]: r for r in json.loads(js.read_text())["records"]}
+  assert set(recs) == set(names)
+  for name, rec in recs.items():
+    assert "error" not in rec, rec
+    peer = rec["peer"]
+    # the two steps minimize the same objective: the same loss value at the same parameters
+    np.testing.assert_allclose(rec["value/jaxloss"], rec[f"value/{peer}"], rtol=1e-5)
+    assert rec["effects/jaxloss"] is False
+    assert rec["ratio"] > 0
+
+
 def test_bench_rejects_unknown_name():
   with pytest.raises(SystemExit):
     bench.main(["--quick", "--names", "no_such_loss"])

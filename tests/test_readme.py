@@ -27,3 +27,15 @@ def test_ci_runs_the_readme_test_block():
   ci = (ROOT / ".ci" / "run").read_text()
   for line in test_block.strip().splitlines():
     assert line in ci.splitlines(), f".ci/run does not run the README line {line!r}"
+
+
+def test_readme_python_blocks_run(capsys):
+  """The README's Python snippets run as written (in order, in one namespace, as a reader pastes them)."""
+  readme = (ROOT / "README.md").read_text()
+  blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+  assert blocks
+  namespace: dict = {}
+  for block in blocks:
+    exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  out = capsys.readouterr().out
+  assert "labels must be class indices in [0, 3)" in out  # the opt-in run-time error example
