@@ -189,6 +189,7 @@ class Row:
   worst: str  # where the worst element is, and its values
 
   def to_dict(self) -> dict[str, Any]:
+    """This row as a JSON-ready dict (non-finite numbers as strings)."""
     d = dataclasses.asdict(self)
     for k in ("max_error", "tolerance", "ratio", "rel_error"):
       v = d[k]
@@ -249,6 +250,7 @@ class Report:
     return f"jaxloss.verify report for {self.name}: {status}\n{self.table()}"
 
   def to_dict(self) -> dict[str, Any]:
+    """The report as a JSON-ready dict: name, ok and one dict per row."""
     return {"name": self.name, "ok": self.ok, "rows": [r.to_dict() for r in self.rows]}
 
   def to_json(self, path: str | None = None, **kwargs: Any) -> str:
