@@ -61,6 +61,9 @@ __all__ = [
     "mean_squared_error",
     "mean_absolute_error",
     "kl_divergence",
+    "mean_squared_logarithmic_error",
+    "mean_absolute_percentage_error",
+    "poisson",
 ]
 
 EPSILON = 1e-7
@@ -252,3 +255,55 @@ def kl_divergence(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> ja
   p = _clip(p, EPSILON, 1.0)
   return _reduce(jnp.sum(y * jnp.log(y / p), axis=-1), reduction)
 
+
+
+def mean_squared_logarithmic_error(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.mean_squared_logarithmic_error``: values floored at :math:`\epsilon` first.
+
+  .. math::
+     \ell = \operatorname{mean}_{-1}\big(\log(\max(p, \epsilon) + 1) - \log(\max(y, \epsilon) + 1)\big)^2.
+
+  A prediction below ``1e-7`` (a negative one too) scores as ``1e-7`` and gets
+  a zero gradient; native :func:`jaxloss.mean_squared_logarithmic_error` has
+  no floor (defined for values above -1, NaN at or below).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  eps = jnp.asarray(EPSILON, dtype)
+  d = jnp.log(jnp.maximum(p, eps) + 1.0) - jnp.log(jnp.maximum(y, eps) + 1.0)
+  return _reduce(jnp.mean(jnp.square(d), axis=-1), reduction)
+
+
+def mean_absolute_percentage_error(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.mean_absolute_percentage_error``: in percent, denominator floored at :math:`\epsilon`.
+
+  .. math::
+     \ell = 100 \operatorname{mean}_{-1} \frac{|y - p|}{\max(|y|, \epsilon)}
+
+  A zero target divides by ``1e-7``: the loss is ``1e9 |p|`` there. Native
+  :func:`jaxloss.mean_absolute_percentage_error` uses the same factor 100 and
+  takes the floor as an explicit ``epsilon=`` option (default 0: a zero target
+  is NaN).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  diff = jnp.abs((y - p) / jnp.maximum(jnp.abs(y), jnp.asarray(EPSILON, dtype)))
+  return _reduce(100.0 * jnp.mean(diff, axis=-1), reduction)
+
+
+def poisson(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.poisson``: on the *rate*, with :math:`\epsilon` inside the log.
+
+  .. math::
+     \ell = \operatorname{mean}_{-1}\big(\lambda - y \log(\lambda + \epsilon)\big)
+
+  (``y_pred`` = :math:`\lambda`). Native
+  :func:`jaxloss.poisson_nll` takes the log-rate by default; for a rate pass
+  ``log_input=False`` (then no epsilon: :math:`\lambda = 0 < y` is ``+inf``).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  return _reduce(jnp.mean(p - y * jnp.log(p + jnp.asarray(EPSILON, dtype)), axis=-1), reduction)
