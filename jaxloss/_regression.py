@@ -826,7 +826,7 @@ POISSON_NLL = LossSpec(
                  config={"log_input": False, "full": True}),
     ),
     configs=({}, {"full": True}),
-    formula=r"e^r - y r \ [+ \log\Gamma(y+1)]",
+    formula=r"e^r - y r \ (\lambda - y \log\lambda \text{ for a rate}) \ [+ \log\Gamma(y+1)]",
     domain="r real (log-rate), or rate >= 0 with log_input=False; y >= 0",
     float_argnums=(0, 1),
     naive=lambda r, y, full=False, log_input=True: (jnp.exp(r) - y * r if log_input else r - y * jnp.log(r)) + (
