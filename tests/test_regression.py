@@ -331,11 +331,14 @@ def test_msle_matches_sklearn_and_is_accurate_for_tiny_values():
 
 
 @pytest.mark.runtime_checks
-def test_msle_at_or_below_minus_one_is_nan_and_raises_under_checkify():
-  msg, out = _checked(jaxloss.mean_squared_logarithmic_error, jnp.array([0.5, -1.0, 2.0, 0.0]),
-                      jnp.array([0.0, 0.0, 1.0, -3.0]), reduction="none")
-  assert msg is not None and "must be > -1" in msg
-  np.testing.assert_array_equal(np.isnan(out), [False, True, False, True])
+def test_msle_below_minus_one_is_nan_and_raises_under_checkify_and_minus_one_is_inf():
+  msg, out = _checked(jaxloss.mean_squared_logarithmic_error, jnp.array([0.5, -1.5, 2.0, 0.0, -1.0]),
+                      jnp.array([0.0, 0.0, 1.0, -3.0, 0.0]), reduction="none")
+  assert msg is not None and "must be >= -1" in msg
+  np.testing.assert_array_equal(np.isnan(out), [False, True, False, True, False])
+  assert out[4] == np.inf  # log(1 + p) -> -inf as p -> -1
+  msg, _ = _checked(jaxloss.mean_squared_logarithmic_error, jnp.array([-1.0, 0.0]), jnp.array([0.0, -1.0]))
+  assert msg is None
   g = jax.grad(lambda p: jaxloss.mean_squared_logarithmic_error(p, jnp.zeros(2), where=jnp.array([True, False])))(
       jnp.array([1.0, -5.0]))
   np.testing.assert_allclose(g, [2 * np.log(2.0) / 2.0, 0.0], rtol=1e-15)  # masked invalid element leaks nothing
