@@ -26,6 +26,10 @@ with Keras 3's conventions, which differ from jaxloss' native ones (see
     first *normalize* ``y_pred`` to sum to 1 over ``axis`` (so ``[0.2, 0.8]``
     and ``[2, 8]`` give the same loss), then clip to ``[eps, 1 - eps]``.
   - ``kl_divergence`` clips both ``y_true`` and ``y_pred`` to ``[eps, 1]``.
+  - ``mean_squared_logarithmic_error`` floors both at ``eps`` (a negative
+    prediction scores as ``eps``, gradient 0); ``mean_absolute_percentage_error``
+    (in percent, x100) divides by ``max(|y_true|, eps)``; ``poisson`` takes the
+    *rate* and adds ``eps`` inside the log.
 
 * ``label_smoothing`` (BCE): ``y_true * (1 - ls) + 0.5 * ls``; (categorical):
   ``y_true * (1 - ls) + ls / C`` with ``C = y_true.shape[-1]``.
