@@ -112,7 +112,8 @@ PEERS: tuple[Peer, ...] = (
     Peer("keras", "log_cosh", "log_cosh", "same definition; Keras means over the last axis"),
     Peer("keras", "mean_absolute_error", "compat.keras.mean_absolute_error", "native: `absolute_error`"),
     Peer("keras", "mean_absolute_percentage_error", "compat.keras.mean_absolute_percentage_error",
-         "native: `mean_absolute_percentage_error(p, y, epsilon=1e-7)` (both ×100; Keras always floors abs(y) at 1e-7)"),
+         "native: `mean_absolute_percentage_error(p, y, epsilon=1e-7)` (both ×100; Keras always floors abs(y) at "
+         "1e-7)"),
     Peer("keras", "mean_squared_error", "compat.keras.mean_squared_error", "native: `squared_error`"),
     Peer("keras", "mean_squared_logarithmic_error", "compat.keras.mean_squared_logarithmic_error",
          "native: `mean_squared_logarithmic_error` (no floor at 1e-7: defined above −1)"),

@@ -270,10 +270,12 @@ def test_keras_probability_losses_match_compat(keras):
   p[0, :3] = [0.0, 1.0, 1e-9]  # clipped to [1e-7, 1 - 1e-7]: zero gradient there
   for ls in (0.0, 0.2):
     _parity_keras(lambda a, b, s=ls: K.binary_crossentropy(a, b, label_smoothing=s),
-                  lambda a, b, s=ls: L.binary_crossentropy(a, b, label_smoothing=s), (y, p), (0, 1), f"bce ls={ls}", keras_mean=True)
+                  lambda a, b, s=ls: L.binary_crossentropy(a, b, label_smoothing=s), (y, p), (0, 1), f"bce ls={ls}",
+                  keras_mean=True)
   z = 3 * RNG.standard_normal((4, 5))
   _parity_keras(lambda a, b: K.binary_crossentropy(a, b, from_logits=True),
-                lambda a, b: L.binary_crossentropy(a, b, from_logits=True), (y, z), (0, 1), "bce logits", keras_mean=True)
+                lambda a, b: L.binary_crossentropy(a, b, from_logits=True), (y, z), (0, 1), "bce logits",
+                keras_mean=True)
   onehot = np.eye(5)[RNG.integers(0, 5, 4)]
   unnormalized = 3 * _probs((4, 5))  # Keras normalizes y_pred over the axis
   for ls in (0.0, 0.1):
@@ -302,10 +304,12 @@ def test_keras_regression_losses_match_compat(keras):
   # below 1e-7 Keras floors: negative and zero values score as 1e-7, with zero gradient
   ya, pa = RNG.uniform(0, 5, (2, 4, 5))
   ya[0, :3], pa[0, :3] = [0.0, -0.5, 1e-9], [-2.0, 0.0, 3.0]
-  _parity_keras(K.mean_squared_logarithmic_error, L.mean_squared_logarithmic_error, (ya, pa), (0, 1), "msle", keras_mean=True)
+  _parity_keras(K.mean_squared_logarithmic_error, L.mean_squared_logarithmic_error, (ya, pa), (0, 1), "msle",
+                keras_mean=True)
   yz = y.copy()
   yz[0, :2] = [0.0, 1e-9]  # a zero target divides by 1e-7
-  _parity_keras(K.mean_absolute_percentage_error, L.mean_absolute_percentage_error, (yz, p), (0, 1), "mape", keras_mean=True)
+  _parity_keras(K.mean_absolute_percentage_error, L.mean_absolute_percentage_error, (yz, p), (0, 1), "mape",
+                keras_mean=True)
   rate = RNG.uniform(0.0, 4.0, (4, 5))
   rate[0, 0] = 0.0
   counts = RNG.poisson(2.0, (4, 5)).astype(np.float64)
