@@ -22,6 +22,9 @@ __all__ = [
     "quantile_loss",
     "poisson_nll",
     "gaussian_nll",
+    "mean_squared_logarithmic_error",
+    "mean_absolute_percentage_error",
+    "l2_loss",
 ]
 
 
@@ -660,11 +663,12 @@ def poisson_nll(
     targets: jax.typing.ArrayLike,
     *,
     full: bool = False,
+    log_input: bool = True,
     weights: jax.typing.ArrayLike | None = None,
     where: jax.typing.ArrayLike | None = None,
     reduction: str = "mean",
 ) -> jax.Array:
-  r"""Poisson negative log-likelihood on the log-rate, elementwise.
+  r"""Poisson negative log-likelihood on the log-rate (or, with ``log_input=False``, the rate), elementwise.
 
   With rate :math:`\lambda = e^r` and count :math:`y \ge 0`,
   :math:`-\log P(y \mid \lambda) = \lambda - y \log\lambda + \log y!`, so
@@ -685,13 +689,34 @@ def poisson_nll(
 
   with :math:`\psi` the digamma function.
 
+  **Rate input** (``log_input=False``, as PyTorch's ``PoissonNLLLoss``): the
+  first argument is the rate :math:`\lambda \ge 0` itself (e.g. the output of
+  a softplus head, or what Keras's ``poisson(y_true, y_pred)`` takes), and
+
+  .. math::
+     \ell(\lambda, y) = \lambda - y \log\lambda \;\;[+\, \log\Gamma(y + 1)], \qquad
+     \partial_\lambda \ell = 1 - \frac{y}{\lambda}, \qquad
+     \partial_\lambda^2 \ell = \frac{y}{\lambda^2}, \qquad
+     \partial_y \ell = -\log\lambda \;\;[+\, \psi(y + 1)],
+
+  with :math:`0 \log 0 = 0` at :math:`\lambda = y = 0` (value 0, gradient
+  :math:`\partial_\lambda \ell = 1`, :math:`\partial_y \ell = 0`) and
+  :math:`+\infty` where :math:`\lambda = 0 < y`. No epsilon is added (Keras
+  adds ``1e-7`` inside the log, PyTorch ``eps=1e-8``: see
+  :func:`jaxloss.compat.keras.poisson`); a negative rate gives NaN (and raises
+  under checkify). Passing a rate with the default ``log_input=True`` is a
+  silent error (it is read as :math:`\log\lambda`): name the option.
+
   Targets may be non-integer (a relaxed count) but must be :math:`\ge 0`;
   negative targets give NaN in their elements (and raise under checkify).
 
   Args:
-    log_rate: floating array :math:`r = \log\lambda`.
+    log_rate: floating array :math:`r = \log\lambda`; with
+      ``log_input=False``, the rate :math:`\lambda \ge 0`.
     targets: non-negative counts, same shape.
     full: add :math:`\log\Gamma(y + 1)`.
+    log_input: ``True`` (default): the first argument is the log-rate;
+      ``False``: it is the rate.
     weights, where, reduction: see :mod:`jaxloss._base`.
 
   Returns:
@@ -700,12 +725,16 @@ def poisson_nll(
   References:
     McCullagh and Nelder, *Generalized Linear Models*, 2nd ed., 1989, ch. 6.
   """
-  r, t, mask, _ = _base.elementwise_inputs("log_rate", log_rate, "targets", targets, where)
+  r, t, mask, _ = _base.elementwise_inputs("log_rate" if log_input else "rate", log_rate, "targets", targets, where)
   r = _base.sanitize(r, mask)
   t = _base.sanitize(t, mask)
   bad = ~(t >= 0)
   _base.runtime_check(~bad, "poisson_nll: targets must be non-negative counts; got min {m}.", m=_base.value_min(t))
-  loss = jnp.exp(r) - t * r
+  if log_input:
+    loss = jnp.exp(r) - t * r
+  else:
+    loss, bad_rate = _poisson_rate_nll(r, t)
+    bad = bad | bad_rate
   if full:
     safe_t = jnp.where(bad, jnp.zeros_like(t), t)
     loss = loss + jax.scipy.special.gammaln(safe_t + 1.0)
@@ -713,26 +742,56 @@ def poisson_nll(
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
-def _poisson_dr(r, y, full=False):
+def _poisson_rate_nll(rate, t):
+  """``rate - t log rate`` (0 log 0 = 0) and the flag of negative (or NaN) rates."""
+  bad = ~(rate >= 0)
+  _base.runtime_check(~bad, "poisson_nll: rate must be non-negative (log_input=False); got min {m}.",
+                      m=_base.value_min(rate))
+  safe = jnp.where(bad | ((t == 0) & (rate == 0)), jnp.ones_like(rate), rate)
+  # At t = 0 the term t log(rate) is 0 for every rate; its rate-derivatives are
+  # cut there (stop_gradient), since autodiff's second derivative -t / rate^2
+  # is 0 * inf = NaN where rate^2 underflows (rate < 1e-19 in float32). Its
+  # t-derivative, log(rate), is kept.
+  log_arg = jnp.where(t == 0, jax.lax.stop_gradient(safe), safe)
+  return jnp.where(bad, jnp.ones_like(rate), rate) - t * jnp.log(log_arg), bad
+
+
+def _poisson_dr(r, y, full=False, log_input=True):
   del full
-  return jnp.exp(r) - y
+  if log_input:
+    return jnp.exp(r) - y
+  # 1 - y / lambda, with 0 log 0 = 0 (slope 1) at lambda = y = 0
+  return jnp.where(y == 0, jnp.ones_like(r), 1.0 - y / r)
 
 
-def _poisson_dy(r, y, full=False):
+def _poisson_dy(r, y, full=False, log_input=True):
+  if log_input:
+    d = -r
+  else:
+    d = -jnp.log(jnp.where((y == 0) & (r == 0), jnp.ones_like(r), r))
   if full:
-    return -r + jax.scipy.special.digamma(y + 1.0)
-  return -r
+    return d + jax.scipy.special.digamma(y + 1.0)
+  return d
 
 
-def _poisson_hessian(r, y, full=False):
-  del y, full
-  return _identity_hessian(jnp.exp(r))
+def _poisson_hessian(r, y, full=False, log_input=True):
+  del full
+  if log_input:
+    return _identity_hessian(jnp.exp(r))
+  return _identity_hessian(jnp.where(y == 0, jnp.zeros_like(r), y / jnp.square(r)))
 
 
-def _poisson_reference(r, y, full=False):
+def _poisson_reference(r, y, full=False, log_input=True):
   import scipy.special  # pylint: disable=g-import-not-at-top
+  import scipy.stats  # pylint: disable=g-import-not-at-top
 
   r, y = _f64(r, y)
+  if not log_input:  # -log P(y | lambda) from scipy's pmf, plus back the dropped constant
+    with np.errstate(divide="ignore", invalid="ignore"):
+      out = -scipy.stats.poisson.logpmf(y, r) if np.all(y == np.round(y)) else r - scipy.special.xlogy(y, r) + (
+          scipy.special.gammaln(y + 1.0))
+    out = np.where(r < 0, np.nan, out)
+    return out if full else out - scipy.special.gammaln(y + 1.0)
   out = np.exp(r) - y * r
   if full:
     out = out + scipy.special.gammaln(y + 1.0)
@@ -759,12 +818,18 @@ POISSON_NLL = LossSpec(
         EdgeCase((np.array([-30.0, 0.0, 20.0]), np.array([0.0, 0.0, 0.0])), "zero counts"),
         EdgeCase((np.array([-5.0, 3.0, 0.5]), np.array([40.0, 7.0, 0.5])), "large and fractional counts"),
         EdgeCase((np.array([-5.0, 3.0, 0.5]), np.array([0.0, 7.0, 0.5])), "with log y!", config={"full": True}),
+        EdgeCase((np.array([0.5, 2.0, 1e-3, 40.0, 3.0]), np.array([0.0, 1.0, 2.0, 35.0, 3.0])),
+                 "rate input (Keras's poisson, torch log_input=False)", config={"log_input": False}),
+        EdgeCase((np.array([0.0, 1e-30, 7.0]), np.array([0.0, 0.0, 7.0])),
+                 "rate input: zero rate, zero count (0 log 0 = 0)", config={"log_input": False}),
+        EdgeCase((np.array([0.25, 4.0]), np.array([3.0, 0.5])), "rate input with log y!",
+                 config={"log_input": False, "full": True}),
     ),
     configs=({}, {"full": True}),
-    formula=r"e^r - y r \ [+ \log\Gamma(y+1)]",
-    domain="r real (log-rate); y >= 0",
+    formula=r"e^r - y r \ (\lambda - y \log\lambda \text{ for a rate}) \ [+ \log\Gamma(y+1)]",
+    domain="r real (log-rate), or rate >= 0 with log_input=False; y >= 0",
     float_argnums=(0, 1),
-    naive=lambda r, y, full=False: jnp.exp(r) - y * r + (
+    naive=lambda r, y, full=False, log_input=True: (jnp.exp(r) - y * r if log_input else r - y * jnp.log(r)) + (
         jax.scipy.special.gammaln(y + 1.0) if full else 0.0),
 )
 
@@ -918,6 +983,307 @@ GAUSSIAN_NLL = LossSpec(
     naive=_gaussian_naive,
 )
 
+# --------------------------------------------------------------------------
+# mean squared logarithmic error
+# --------------------------------------------------------------------------
+def mean_squared_logarithmic_error(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Squared logarithmic error, elementwise (its mean is the MSLE):
+
+  .. math::
+     \ell(p, y) = \bigl(\log(1 + p) - \log(1 + y)\bigr)^2 = d^2,
+     \qquad d = \operatorname{log1p}(p) - \operatorname{log1p}(y).
+
+  Defined for :math:`p, y > -1`. At :math:`-1` the log is :math:`-\infty` and
+  the loss :math:`+\infty` (its limit); below :math:`-1` the element is NaN (the
+  NaN of ``log1p`` itself: no select is added, which on CPU would make the loss
+  about 4x slower) and raises under checkify. ``log1p`` keeps full accuracy for
+  small values. There is no clamp: Keras's
+  ``mean_squared_logarithmic_error`` replaces values below ``1e-7`` by ``1e-7``
+  (so a negative prediction scores like 0 and gets a zero gradient) and takes
+  the mean over the last axis; :func:`jaxloss.compat.keras.mean_squared_logarithmic_error`
+  reproduces that.
+
+  Derivatives (by hand), from :math:`\partial_p \log(1 + p) = 1 / (1 + p)`:
+
+  .. math::
+     \partial_p \ell = \frac{2 d}{1 + p}, \qquad
+     \partial_y \ell = -\frac{2 d}{1 + y}, \qquad
+     \partial_p^2 \ell = \frac{2 (1 - d)}{(1 + p)^2}.
+
+  Args:
+    predictions: floating array, values :math:`> -1` (typically :math:`\ge 0`).
+    targets: array of the same shape, values :math:`> -1`.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  Returns:
+    The reduced loss, or with ``reduction="none"`` one value per element.
+
+  References:
+    ``keras.losses.mean_squared_logarithmic_error``;
+    ``sklearn.metrics.mean_squared_log_error``.
+  """
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
+  p = _base.sanitize(p, mask)
+  t = _base.sanitize(t, mask)
+  _base.runtime_check((p >= -1.0) & (t >= -1.0),
+                      "mean_squared_logarithmic_error: predictions and targets must be >= -1; got min {m}.",
+                      m=_base.value_min(jnp.minimum(p, t)))
+  loss = jnp.square(jnp.log1p(p) - jnp.log1p(t))  # NaN below -1 (log1p's own), +inf at -1
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _msle_dp(p, y):
+  return 2.0 * (jnp.log1p(p) - jnp.log1p(y)) / (1.0 + p)
+
+
+def _msle_dy(p, y):
+  return -2.0 * (jnp.log1p(p) - jnp.log1p(y)) / (1.0 + y)
+
+
+def _msle_hessian(p, y):
+  d = jnp.log1p(p) - jnp.log1p(y)
+  diag = (2.0 * (1.0 - d) / jnp.square(1.0 + p)).reshape(-1)
+  # off-diagonal exactly 0 even where the diagonal is inf (p = -1), not 0 * inf
+  full = jnp.where(jnp.eye(diag.size, dtype=bool), diag, jnp.zeros((), diag.dtype))
+  return full.reshape(p.shape + p.shape)
+
+
+def _msle_reference(p, y):
+  p, y = _f64(p, y)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    d = np.log1p(p) - np.log1p(y)
+  return np.where((p >= -1) & (y >= -1), d * d, np.nan)
+
+
+def _sample_msle(key, dtype, shape=(4, 3)):
+  kp, ky = jax.random.split(key)
+  p = jax.random.uniform(kp, shape, jnp.float32, 0.0, 5.0).astype(dtype)
+  y = jax.random.uniform(ky, shape, jnp.float32, 0.0, 5.0).astype(dtype)
+  return p, y
+
+
+MEAN_SQUARED_LOGARITHMIC_ERROR = LossSpec(
+    name="mean_squared_logarithmic_error",
+    family="regression",
+    fn=mean_squared_logarithmic_error,
+    arg_names=("predictions", "targets"),
+    grads={0: _msle_dp, 1: _msle_dy},
+    hessian=_msle_hessian,
+    sample=_sample_msle,
+    reference=_msle_reference,
+    edge_cases=(
+        EdgeCase((np.array([0.0, 1e-8, 3.0, -0.5]), np.array([0.0, 0.0, 3.0, 0.25])), "zero, tiny and equal values"),
+        EdgeCase((np.array([1e6, 0.0, -0.9]), np.array([0.0, 1e6, 0.0])), "orders of magnitude apart, near -1"),
+        EdgeCase((np.array([-1.5, -2.0, 1.0]), np.array([0.0, 1.0, -1.5])), "below -1: NaN", in_domain=False),
+    ),
+    formula=r"\bigl(\log(1 + p) - \log(1 + y)\bigr)^2",
+    domain="p, y > -1 (+inf at -1, NaN below)",
+    float_argnums=(0, 1),
+    naive=lambda p, y: (jnp.log(1.0 + p) - jnp.log(1.0 + y)) ** 2,
+)
+
+
+# --------------------------------------------------------------------------
+# mean absolute percentage error
+# --------------------------------------------------------------------------
+def mean_absolute_percentage_error(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    epsilon: float = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Absolute percentage error, elementwise (its mean is the MAPE), in percent:
+
+  .. math::
+     \ell(p, y) = 100\,\frac{|p - y|}{D}, \qquad D = \max(|y|, \epsilon).
+
+  **Conventions.** The factor 100 is part of the definition (a percentage, as
+  in Keras; scikit-learn and torchmetrics return the fraction, 1/100 of this).
+  ``epsilon`` (default ``0``: no clamp) is an explicit floor on the
+  denominator; Keras always uses ``epsilon = 1e-7`` (``keras.config.epsilon()``)
+  and takes the mean over the last axis, which is
+  ``mean_absolute_percentage_error(p, y, epsilon=1e-7, reduction="none").mean(-1)``
+  (:func:`jaxloss.compat.keras.mean_absolute_percentage_error` is that, in
+  the input dtype). With ``epsilon=0`` a zero target has no percentage error:
+  its element is NaN (and raises under checkify), never a silent ``1e7 |p|``.
+
+  Derivatives (by hand), with :math:`s = \operatorname{sign}(p - y)` and
+  :math:`\partial_y D = \operatorname{sign}(y)\,\mathbf 1[|y| \ge \epsilon]`:
+
+  .. math::
+     \partial_p \ell = \frac{100\, s}{D}, \qquad
+     \partial_y \ell = -\frac{100\, s}{D}
+       - \frac{100\,|p - y|}{D^2}\,\operatorname{sign}(y)\,\mathbf 1[|y| \ge \epsilon].
+
+  At the kink :math:`p = y` the minimum-norm subgradient :math:`s = 0` is used;
+  at :math:`|y| = \epsilon` the :math:`|y|` side is taken.
+
+  Args:
+    predictions: floating array.
+    targets: array of the same shape; nonzero unless ``epsilon > 0``.
+    epsilon: floor of the denominator, ``>= 0``.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  Returns:
+    The reduced loss, or with ``reduction="none"`` one value per element.
+
+  References:
+    ``keras.losses.mean_absolute_percentage_error``; de Myttenaere et al.,
+    `Mean Absolute Percentage Error for regression models
+    <https://arxiv.org/abs/1605.02541>`_, Neurocomputing 2016.
+  """
+  bad_option = _check_positive_option("epsilon", epsilon, allow_zero=True)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
+  p = _base.sanitize(p, mask)
+  t = _base.sanitize(t, mask, fill=1.0)
+  e = _option(epsilon, p.dtype)
+  abs_t = _abs(t)
+  denom = jnp.where(abs_t >= e, abs_t, e)
+  bad = ~(denom > 0)
+  _base.runtime_check(~bad, "mean_absolute_percentage_error: targets must be nonzero (or pass epsilon > 0); "
+                      "got min |targets| {m}.", m=_base.value_min(abs_t))
+  loss = 100.0 * _abs(p - t) / jnp.where(bad, jnp.ones_like(denom), denom)
+  loss = _base.nan_if(bad_option, _base.nan_where(bad, loss))
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _mape_denominator(y, epsilon):
+  e = _option(epsilon, y.dtype)
+  return jnp.where(jnp.abs(y) >= e, jnp.abs(y), e), jnp.where(jnp.abs(y) >= e, jnp.sign(y), jnp.zeros_like(y))
+
+
+def _mape_dp(p, y, epsilon=0.0):
+  d, _ = _mape_denominator(y, epsilon)
+  return 100.0 * jnp.sign(p - y) / d
+
+
+def _mape_dy(p, y, epsilon=0.0):
+  d, dd = _mape_denominator(y, epsilon)
+  return -100.0 * jnp.sign(p - y) / d - 100.0 * jnp.abs(p - y) * dd / jnp.square(d)
+
+
+def _mape_reference(p, y, epsilon=0.0):
+  p, y = _f64(p, y)
+  d = np.maximum(np.abs(y), epsilon)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(d > 0, 100.0 * np.abs(p - y) / d, np.nan)
+
+
+def _sample_mape(key, dtype, shape=(4, 3)):
+  kp, ky, ks = jax.random.split(key, 3)
+  y = jax.random.uniform(ky, shape, jnp.float32, 0.5, 3.0) * jnp.where(jax.random.bernoulli(ks, 0.5, shape), 1.0, -1.0)
+  p = y + jax.random.normal(kp, shape, jnp.float32)
+  return p.astype(dtype), y.astype(dtype)
+
+
+MEAN_ABSOLUTE_PERCENTAGE_ERROR = LossSpec(
+    name="mean_absolute_percentage_error",
+    family="regression",
+    fn=mean_absolute_percentage_error,
+    arg_names=("predictions", "targets"),
+    grads={0: _mape_dp, 1: _mape_dy},
+    sample=_sample_mape,
+    reference=_mape_reference,
+    edge_cases=(
+        EdgeCase((np.array([2.0, -3.0, 0.0, 1e-3]), np.array([2.0, -1.5, 1e4, 1e-4])),
+                 "exact, negative, large and tiny targets"),
+        EdgeCase((np.array([0.5, -0.25, 3.0, 1e-4]), np.array([0.0, 1e-5, -1e-4, 2e-3])),
+                 "targets below epsilon = 1e-3 (Keras-style floor)", config={"epsilon": 1e-3}),
+        EdgeCase((np.array([1.0, 0.0]), np.array([0.0, 0.0])), "zero target without epsilon: NaN", in_domain=False),
+    ),
+    configs=({}, {"epsilon": 1e-3}),
+    formula=r"100\,|p - y| / \max(|y|, \epsilon)",
+    domain="p real; y != 0, or epsilon > 0",
+    float_argnums=(0, 1),
+    naive=lambda p, y, epsilon=0.0: 100.0 * jnp.abs(p - y) / jnp.maximum(jnp.abs(y), epsilon),
+)
+
+
+# --------------------------------------------------------------------------
+# L2 loss (optax's 1/2 convention)
+# --------------------------------------------------------------------------
+def l2_loss(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike | None = None,
+    *,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Half squared error, elementwise :math:`\ell(p, y) = \tfrac12 (p - y)^2` (optax's ``l2_loss``).
+
+  :func:`squared_error` without the factor 1/2 is ``2 * l2_loss``; the 1/2
+  makes the gradient the plain residual. ``targets=None`` means zeros (as in
+  optax), so ``l2_loss(params, reduction="sum")`` is the weight-decay penalty
+  :math:`\tfrac12\|w\|^2`.
+
+  Derivatives (by hand):
+
+  .. math::
+     \partial_p \ell = p - y, \qquad \partial_y \ell = -(p - y), \qquad \partial_p^2 \ell = 1.
+
+  Args:
+    predictions: floating array.
+    targets: array of the same shape, or ``None`` for zeros.
+    weights, where, reduction: see :mod:`jaxloss._base`.
+
+  Returns:
+    The reduced loss, or with ``reduction="none"`` one value per element.
+
+  References:
+    Bishop, *Pattern Recognition and Machine Learning*, 2006, eq. (1.2);
+    ``optax.losses.l2_loss``.
+  """
+  if targets is None:
+    targets = jnp.zeros(jnp.shape(predictions), jnp.float32)
+  p, t, mask, _ = _base.elementwise_inputs("predictions", predictions, "targets", targets, where)
+  p = _base.sanitize(p, mask)
+  t = _base.sanitize(t, mask)
+  loss = 0.5 * jnp.square(p - t)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _l2_dp(p, y):
+  return p - y
+
+
+def _l2_dy(p, y):
+  return y - p
+
+
+def _l2_hessian(p, y):
+  return _identity_hessian(jnp.ones_like(p))
+
+
+L2_LOSS = LossSpec(
+    name="l2_loss",
+    family="regression",
+    fn=l2_loss,
+    arg_names=("predictions", "targets"),
+    grads={0: _l2_dp, 1: _l2_dy},
+    hessian=_l2_hessian,
+    sample=_sample_regression,
+    reference=lambda p, y: 0.5 * np.square(np.subtract(*_f64(p, y))),
+    edge_cases=(
+        EdgeCase((np.array([0.0, 1e15, -1e-30]), np.array([0.0, -1e15, 1e-30])), "zero and extreme residuals"),
+    ),
+    formula=r"\tfrac12 (p - y)^2",
+    domain="p, y real",
+    float_argnums=(0, 1),
+    optax_peer=optax_loss("l2_loss"),
+    naive=lambda p, y: 0.5 * (p - y) ** 2,
+)
+
 SPECS = (
     SQUARED_ERROR,
     ABSOLUTE_ERROR,
@@ -927,4 +1293,7 @@ SPECS = (
     QUANTILE_LOSS,
     POISSON_NLL,
     GAUSSIAN_NLL,
+    MEAN_SQUARED_LOGARITHMIC_ERROR,
+    MEAN_ABSOLUTE_PERCENTAGE_ERROR,
+    L2_LOSS,
 )

@@ -1,6 +1,10 @@
-"""Test configuration: float64 on, strict dtype promotion inside every test."""
+"""Test configuration: float64 on, strict dtype promotion inside every test, Keras (a peer) on the JAX backend."""
 
-import jax
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras (else it looks for TensorFlow)
+
+import jax  # noqa: E402
 import pytest
 
 jax.config.update("jax_enable_x64", True)

@@ -119,6 +119,27 @@ class TestKeras:
     tc, qc = np.clip(t, 1e-7, 1), np.clip(q, 1e-7, 1)
     np.testing.assert_allclose(K.kl_divergence(t, q), (tc * np.log(tc / qc)).sum(-1), rtol=1e-12)
 
+  def test_msle_mape_poisson_epsilon_conventions(self):
+    eps = 1e-7
+    y = np.array([[0.0, 2.0, -1.0, 3.0], [1e-9, 0.5, 4.0, 1.0]])
+    p = np.array([[-0.5, 2.5, 1.0, 0.0], [3.0, 0.5, 1e-12, 2.0]])
+    # MSLE: both floored at eps before log(x + 1); a floored prediction has zero gradient
+    ref = ((np.log(np.maximum(p, eps) + 1) - np.log(np.maximum(y, eps) + 1)) ** 2).mean(-1)
+    np.testing.assert_allclose(K.mean_squared_logarithmic_error(y, p), ref, rtol=1e-12)
+    g = grad(lambda q: K.mean_squared_logarithmic_error(y, q))(p)
+    dref = 2 * (np.log(np.maximum(p, eps) + 1) - np.log(np.maximum(y, eps) + 1)) / (p + 1) / 4
+    np.testing.assert_allclose(g, np.where(p > eps, dref, 0.0), rtol=1e-12)
+    # MAPE: x100, |y| floored at eps: a zero target costs 1e9 |p|
+    ref = 100 * (np.abs(y - p) / np.maximum(np.abs(y), eps)).mean(-1)
+    np.testing.assert_allclose(K.mean_absolute_percentage_error(y, p), ref, rtol=1e-12)
+    assert float(K.mean_absolute_percentage_error(np.zeros((1, 1)), np.full((1, 1), 0.5))[0]) == pytest.approx(5e8)
+    # Poisson on the rate, eps inside the log
+    counts = np.abs(np.round(y * 3))
+    rate = np.abs(p)
+    np.testing.assert_allclose(K.poisson(counts, rate), (rate - counts * np.log(rate + eps)).mean(-1), rtol=1e-12)
+    np.testing.assert_allclose(grad(lambda q: K.poisson(counts, q))(rate), (1 - counts / (rate + eps)) / 4,
+                               rtol=1e-12)
+
   def test_argument_order_and_errors(self):
     # (y_true, y_pred): the prediction is the second argument, the clipped one.
     assert float(K.binary_crossentropy(np.array([1.0]), np.array([0.5]))) == pytest.approx(math.log(2), rel=1e-12)

@@ -37,6 +37,8 @@ CASES = [
     ("huber/delta_zero", lambda o: jaxloss.huber_loss(P, Z, delta=o, reduction="none"), 0.5, 0.0, "delta"),
     ("smooth_l1/beta", lambda o: jaxloss.smooth_l1_loss(P, Z, beta=o, reduction="none"), 0.0, -0.5, "beta"),
     ("quantile/tau", lambda o: jaxloss.quantile_loss(P, Z, tau=o, reduction="none"), 0.9, 1.1, "tau"),
+    ("mape/epsilon", lambda o: jaxloss.mean_absolute_percentage_error(P, Z, epsilon=o, reduction="none"), 1e-7, -1e-7,
+     "epsilon"),
     ("fused/label_smoothing",
      lambda o: fused.linear_softmax_cross_entropy(Z, np.eye(3), YINT, label_smoothing=o, reduction="none"),
      0.1, 1.5, "label_smoothing"),

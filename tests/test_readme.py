@@ -27,6 +27,12 @@ def test_ci_runs_the_readme_test_block():
   ci = (ROOT / ".ci" / "run").read_text()
   for line in test_block.strip().splitlines():
     assert line in ci.splitlines(), f".ci/run does not run the README line {line!r}"
+  # exactly: the block, in order, is what follows .ci/run's marker line
+  ci_lines = ci.splitlines()
+  start = next(i for i, line in enumerate(ci_lines) if "README Quickstart, block 2" in line) + 1
+  block = test_block.strip().splitlines()
+  assert ci_lines[start:start + len(block)] == block, ".ci/run and README's test block differ"
+  assert "peers" in block[1], "CI must install the peers extra (torch, keras) for tests/test_peers.py"
 
 
 def test_readme_python_blocks_run(capsys):

@@ -228,7 +228,7 @@ def test_targets_are_not_quantized_through_bfloat16_and_wider_targets_are_cast()
 # bad input
 # --------------------------------------------------------------------------
 _ELEMENTWISE = ["squared_error", "absolute_error", "huber_loss", "smooth_l1_loss", "log_cosh", "quantile_loss",
-                "poisson_nll"]
+                "poisson_nll", "mean_squared_logarithmic_error", "mean_absolute_percentage_error", "l2_loss"]
 
 
 @pytest.mark.parametrize("name", _ELEMENTWISE)
@@ -273,3 +273,105 @@ def test_bad_options_raise_value_error():
     jaxloss.smooth_l1_loss(z, z, beta=-1.0)
   with pytest.raises(ValueError, match=r"tau must be in \[0.0, 1.0\]"):
     jaxloss.quantile_loss(z, z, tau=1.5)
+  with pytest.raises(ValueError, match="epsilon must be >= 0"):
+    jaxloss.mean_absolute_percentage_error(z, z + 1.0, epsilon=-1e-7)
+
+
+# --------------------------------------------------------------------------
+# Poisson NLL on the rate (log_input=False)
+# --------------------------------------------------------------------------
+def test_poisson_rate_input_is_the_negative_log_pmf_and_the_log_rate_default_is_not():
+  rate = np.array([0.5, 1.0, 3.0, 0.2, 7.5])
+  y = np.array([0.0, 1.0, 2.0, 1.0, 9.0])
+  got = jaxloss.poisson_nll(jnp.asarray(rate), jnp.asarray(y), log_input=False, full=True, reduction="none")
+  np.testing.assert_allclose(got, -scipy.stats.poisson.logpmf(y, rate), rtol=1e-13)
+  # without full: equal to the log-rate form at log(rate)
+  np.testing.assert_allclose(jaxloss.poisson_nll(jnp.asarray(rate), jnp.asarray(y), log_input=False),
+                             jaxloss.poisson_nll(jnp.log(jnp.asarray(rate)), jnp.asarray(y)), rtol=1e-14)
+  # a rate read as a log-rate (the default) is a different, wrong number
+  as_log = float(jaxloss.poisson_nll(jnp.asarray(rate), jnp.asarray(y)))
+  np.testing.assert_allclose(as_log, np.mean(np.exp(rate) - y * rate), rtol=1e-14)
+  assert abs(as_log - float(jaxloss.poisson_nll(jnp.asarray(rate), jnp.asarray(y), log_input=False))) > 1.0
+
+
+def test_poisson_rate_zero_rate_edges():
+  rate = jnp.array([0.0, 0.0, 1e-30])
+  y = jnp.array([0.0, 2.0, 0.0])
+  value = jaxloss.poisson_nll(rate, y, log_input=False, reduction="none")
+  np.testing.assert_array_equal(value, [0.0, np.inf, 1e-30])  # 0 log 0 = 0; lambda = 0 < y: +inf
+  g_rate = jax.grad(lambda r: jaxloss.poisson_nll(r, y, log_input=False, reduction="sum"))(rate)
+  np.testing.assert_array_equal(g_rate, [1.0, -np.inf, 1.0])  # 1 - y / lambda
+  g_y = jax.grad(lambda t: jaxloss.poisson_nll(rate[2:], t, log_input=False, reduction="sum"))(y[2:])
+  np.testing.assert_allclose(g_y, [-np.log(1e-30)], rtol=1e-15)  # -log lambda at y = 0 is kept
+  h = jax.hessian(lambda r: jaxloss.poisson_nll(r, jnp.zeros(1, jnp.float32), log_input=False, reduction="sum"))(
+      jnp.array([1e-30], jnp.float32))
+  np.testing.assert_array_equal(h, [[0.0]])  # no 0 * inf where lambda^2 underflows in float32
+
+
+@pytest.mark.runtime_checks
+def test_poisson_negative_rate_is_nan_and_raises_under_checkify():
+  msg, out = _checked(jaxloss.poisson_nll, jnp.array([1.0, -0.5, 2.0]), jnp.ones(3), log_input=False,
+                      reduction="none")
+  assert msg is not None and "rate must be non-negative" in msg
+  np.testing.assert_array_equal(np.isnan(out), [False, True, False])
+
+
+# --------------------------------------------------------------------------
+# MSLE, MAPE, L2
+# --------------------------------------------------------------------------
+def test_msle_matches_sklearn_and_is_accurate_for_tiny_values():
+  sklearn_metrics = pytest.importorskip("sklearn.metrics")
+  rng = np.random.default_rng(3)
+  p, y = rng.uniform(0, 10, (2, 40))
+  np.testing.assert_allclose(jaxloss.mean_squared_logarithmic_error(jnp.asarray(p), jnp.asarray(y)),
+                             sklearn_metrics.mean_squared_log_error(y, p), rtol=1e-13)
+  # log1p, not log(1 + x): 1e-10 against 0 is (1e-10)^2, where log(1 + 1e-10) in float32 would be 0
+  tiny = jaxloss.mean_squared_logarithmic_error(jnp.array([1e-10], jnp.float32), jnp.zeros(1, jnp.float32))
+  np.testing.assert_allclose(tiny, 1e-20, rtol=1e-6)
+
+
+@pytest.mark.runtime_checks
+def test_msle_below_minus_one_is_nan_and_raises_under_checkify_and_minus_one_is_inf():
+  msg, out = _checked(jaxloss.mean_squared_logarithmic_error, jnp.array([0.5, -1.5, 2.0, 0.0, -1.0]),
+                      jnp.array([0.0, 0.0, 1.0, -3.0, 0.0]), reduction="none")
+  assert msg is not None and "must be >= -1" in msg
+  np.testing.assert_array_equal(np.isnan(out), [False, True, False, True, False])
+  assert out[4] == np.inf  # log(1 + p) -> -inf as p -> -1
+  msg, _ = _checked(jaxloss.mean_squared_logarithmic_error, jnp.array([-1.0, 0.0]), jnp.array([0.0, -1.0]))
+  assert msg is None
+  g = jax.grad(lambda p: jaxloss.mean_squared_logarithmic_error(p, jnp.zeros(2), where=jnp.array([True, False])))(
+      jnp.array([1.0, -5.0]))
+  np.testing.assert_allclose(g, [2 * np.log(2.0) / 2.0, 0.0], rtol=1e-15)  # masked invalid element leaks nothing
+
+
+def test_mape_is_a_percentage_matching_sklearn_times_100():
+  sklearn_metrics = pytest.importorskip("sklearn.metrics")
+  rng = np.random.default_rng(4)
+  y = rng.uniform(0.5, 4, 30) * rng.choice([-1.0, 1.0], 30)
+  p = y + rng.normal(size=30)
+  got = jaxloss.mean_absolute_percentage_error(jnp.asarray(p), jnp.asarray(y))
+  np.testing.assert_allclose(got, 100 * sklearn_metrics.mean_absolute_percentage_error(y, p), rtol=1e-13)
+  np.testing.assert_allclose(jaxloss.mean_absolute_percentage_error(jnp.array([110.0]), jnp.array([100.0])), 10.0,
+                             rtol=1e-14)
+
+
+@pytest.mark.runtime_checks
+def test_mape_zero_target_is_nan_without_epsilon_and_floored_with_it():
+  p, y = jnp.array([0.5, 3.0, 0.0]), jnp.array([0.0, 2.0, 0.0])
+  msg, out = _checked(jaxloss.mean_absolute_percentage_error, p, y, reduction="none")
+  assert msg is not None and "targets must be nonzero" in msg
+  np.testing.assert_array_equal(np.isnan(out), [True, False, True])
+  msg, out = _checked(jaxloss.mean_absolute_percentage_error, p, y, epsilon=1e-7, reduction="none")
+  assert msg is None
+  np.testing.assert_allclose(out, [100 * 0.5 / 1e-7, 50.0, 0.0], rtol=1e-14)
+
+
+def test_l2_loss_is_half_the_squared_error_and_optax_l2_loss():
+  import optax  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(5)
+  p, y = jnp.asarray(rng.normal(size=(3, 4))), jnp.asarray(rng.normal(size=(3, 4)))
+  np.testing.assert_allclose(jaxloss.l2_loss(p, y, reduction="none"), optax.losses.l2_loss(p, y), rtol=1e-15)
+  np.testing.assert_allclose(jaxloss.l2_loss(p, reduction="none"), optax.losses.l2_loss(p), rtol=1e-15)
+  np.testing.assert_allclose(2 * jaxloss.l2_loss(p, y), jaxloss.squared_error(p, y), rtol=1e-15)
+  assert jaxloss.l2_loss(p.astype(jnp.bfloat16)).dtype == jnp.float32

@@ -63,6 +63,9 @@ def _other_public_calls():
   yield "keras.sparse_categorical_crossentropy", lambda a: K.sparse_categorical_crossentropy(
       labels, a, from_logits=True), (z,)
   yield "keras.kl_divergence", lambda a: K.kl_divergence(p, jax.nn.softmax(a)), (z,)
+  yield "keras.mean_squared_logarithmic_error", lambda a: K.mean_squared_logarithmic_error(jnp.abs(z), a), (z,)
+  yield "keras.mean_absolute_percentage_error", lambda a: K.mean_absolute_percentage_error(z, a), (z,)
+  yield "keras.poisson", lambda a: K.poisson(jnp.abs(z), jnp.exp(a)), (z,)
   yield "torch.binary_cross_entropy", lambda a: T.binary_cross_entropy(jax.nn.sigmoid(a), y01), (z,)
   yield "torch.binary_cross_entropy_with_logits", lambda a: T.binary_cross_entropy_with_logits(a, y01), (z,)
   yield "torch.nll_loss", lambda a: T.nll_loss(jax.nn.log_softmax(a), labels), (z,)

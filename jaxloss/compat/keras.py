@@ -26,6 +26,10 @@ with Keras 3's conventions, which differ from jaxloss' native ones (see
     first *normalize* ``y_pred`` to sum to 1 over ``axis`` (so ``[0.2, 0.8]``
     and ``[2, 8]`` give the same loss), then clip to ``[eps, 1 - eps]``.
   - ``kl_divergence`` clips both ``y_true`` and ``y_pred`` to ``[eps, 1]``.
+  - ``mean_squared_logarithmic_error`` floors both at ``eps`` (a negative
+    prediction scores as ``eps``, gradient 0); ``mean_absolute_percentage_error``
+    (in percent, x100) divides by ``max(|y_true|, eps)``; ``poisson`` takes the
+    *rate* and adds ``eps`` inside the log.
 
 * ``label_smoothing`` (BCE): ``y_true * (1 - ls) + 0.5 * ls``; (categorical):
   ``y_true * (1 - ls) + ls / C`` with ``C = y_true.shape[-1]``.
@@ -61,6 +65,9 @@ __all__ = [
     "mean_squared_error",
     "mean_absolute_error",
     "kl_divergence",
+    "mean_squared_logarithmic_error",
+    "mean_absolute_percentage_error",
+    "poisson",
 ]
 
 EPSILON = 1e-7
@@ -252,3 +259,55 @@ def kl_divergence(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> ja
   p = _clip(p, EPSILON, 1.0)
   return _reduce(jnp.sum(y * jnp.log(y / p), axis=-1), reduction)
 
+
+
+def mean_squared_logarithmic_error(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.mean_squared_logarithmic_error``: values floored at :math:`\epsilon` first.
+
+  .. math::
+     \ell = \operatorname{mean}_{-1}\big(\log(\max(p, \epsilon) + 1) - \log(\max(y, \epsilon) + 1)\big)^2.
+
+  A prediction below ``1e-7`` (a negative one too) scores as ``1e-7`` and gets
+  a zero gradient; native :func:`jaxloss.mean_squared_logarithmic_error` has
+  no floor (defined for values above -1, NaN at or below).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  eps = jnp.asarray(EPSILON, dtype)
+  d = jnp.log(jnp.maximum(p, eps) + 1.0) - jnp.log(jnp.maximum(y, eps) + 1.0)
+  return _reduce(jnp.mean(jnp.square(d), axis=-1), reduction)
+
+
+def mean_absolute_percentage_error(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.mean_absolute_percentage_error``: in percent, denominator floored at :math:`\epsilon`.
+
+  .. math::
+     \ell = 100 \operatorname{mean}_{-1} \frac{|y - p|}{\max(|y|, \epsilon)}
+
+  A zero target divides by ``1e-7``: the loss is ``1e9 |p|`` there. Native
+  :func:`jaxloss.mean_absolute_percentage_error` uses the same factor 100 and
+  takes the floor as an explicit ``epsilon=`` option (default 0: a zero target
+  is NaN).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  diff = jnp.abs((y - p) / jnp.maximum(jnp.abs(y), jnp.asarray(EPSILON, dtype)))
+  return _reduce(100.0 * jnp.mean(diff, axis=-1), reduction)
+
+
+def poisson(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Array:
+  r"""``keras.losses.poisson``: on the *rate*, with :math:`\epsilon` inside the log.
+
+  .. math::
+     \ell = \operatorname{mean}_{-1}\big(\lambda - y \log(\lambda + \epsilon)\big)
+
+  (``y_pred`` = :math:`\lambda`). Native
+  :func:`jaxloss.poisson_nll` takes the log-rate by default; for a rate pass
+  ``log_input=False`` (then no epsilon: :math:`\lambda = 0 < y` is ``+inf``).
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  return _reduce(jnp.mean(p - y * jnp.log(p + jnp.asarray(EPSILON, dtype)), axis=-1), reduction)
