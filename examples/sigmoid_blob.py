@@ -85,7 +85,7 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray, 
   assert raw.min() == 0 and raw.max() == 16 and np.all(raw == np.round(raw))
   x = (raw / 16.0).astype(np.float32)
   perm = np.random.default_rng(seed).permutation(len(x))
-  n_test = int(round(len(x) * test_fraction))
+  n_test = round(len(x) * test_fraction)
   return x[perm[n_test:]], x[perm[:n_test]]
 
 
@@ -246,7 +246,7 @@ def plot(path: pathlib.Path, x_test: np.ndarray, recons: dict[str, np.ndarray], 
   ax_w, ax_g, ax_d = (fig.add_subplot(plots[0, i]) for i in range(3))
   for i, (name, t) in enumerate(traces.items()):
     steps = np.arange(len(t["first_layer_weight_norm"])) * record_every
-    style = dict(color=f"C{i // 2}", ls="-" if name.endswith("sgd") else "--", lw=1.3, label=name)
+    style = {"color": f"C{i // 2}", "ls": "-" if name.endswith("sgd") else "--", "lw": 1.3, "label": name}
     ax_w.plot(steps, t["first_layer_weight_norm"], **style)
     ax_g.plot(steps, t["grad_norm"][:, 0], **style)
     ax_d.plot(steps, t["input_dependence"], **style)

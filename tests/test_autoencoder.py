@@ -1,6 +1,7 @@
 """Fast tests of examples/autoencoder (tiny configs, a few steps; the full comparison is not run here)."""
 
 import importlib
+import itertools
 import json
 import math
 import os
@@ -426,7 +427,7 @@ def test_keras_bce_on_a_raw_pixel_goes_negative_without_bound(ae):
   """Target 16: -16 log p + 15 log(1 - p) falls without bound as p -> 1; Keras stops at its clip."""
   out = ae.keras_question.keras_bce_at_raw_target(16.0)
   keras = [out[k]["keras"] for k in ("0.5", "0.9", "0.99", "0.9999", "1")]
-  assert all(a > b for a, b in zip(keras, keras[1:])) and keras[1] < 0
+  assert all(a > b for a, b in itertools.pairwise(keras)) and keras[1] < 0
   for k in ("0.5", "0.9", "0.99", "0.9999"):
     p = float(k)
     np.testing.assert_allclose(out[k]["formula"], -16 * math.log(p) + 15 * math.log1p(-p), rtol=1e-12)

@@ -1,6 +1,7 @@
 """Smoke tests of examples/*.py in their --fast mode: each writes its figure and shows its claim."""
 
 import importlib.util
+import itertools
 import math
 import pathlib
 
@@ -105,7 +106,9 @@ def test_gan_plain_mse_loss_against_numpy():
   spec.loader.exec_module(module)
   rng = np.random.default_rng(0)
   real, fake = rng.normal(size=7) * 3, rng.normal(size=5) * 3
-  sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+  def sig(z):
+    return 1 / (1 + np.exp(-z))
+
   expected = np.mean((sig(real) - 1) ** 2) + np.mean(sig(fake) ** 2)
   np.testing.assert_allclose(float(module.plain_mse_discriminator_loss(real, fake)), expected, rtol=1e-12)
   terms = np.asarray(module.plain_mse_discriminator_loss(real, fake, reduction="none"))
@@ -141,7 +144,7 @@ def test_sigmoid_blob(tmp_path):
     g = saved[f"{loss}_sgd"]["grad_norm_init"]
     assert g == saved[f"{loss}_adam"]["grad_norm_init"]  # same initial parameters and first batch
     # each sigmoid layer shrinks the backpropagated gradient: the first layer's is ~1 % of the last one's
-    assert all(a < b for a, b in zip(g, g[1:])) and g[-1] > 30 * g[0]
+    assert all(a < b for a, b in itertools.pairwise(g)) and g[-1] > 30 * g[0]
   # At p ~ 1/2, dCE/dz = p - x while dMSE/dz = 2 (p - x) p (1 - p) ~ (p - x) / 2: CE's gradient is about twice MSE's.
   ratio = saved["ce_sgd"]["grad_norm_init"][-1] / saved["mse_sgd"]["grad_norm_init"][-1]
   assert 1.6 < ratio < 2.6, ratio

@@ -33,7 +33,6 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import jaxloss
-from jax.experimental import checkify
 from jaxloss.compat import keras as keras_compat
 
 import configs as configs_lib
