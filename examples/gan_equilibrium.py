@@ -12,10 +12,21 @@ outputs D = 1/2 everywhere, so
   all (Goodfellow et al. 2014: C(G*) = -log 4);
 * least squares (``least_squares_discriminator_loss`` with
   ``least_squares_generator_loss``, Mao et al. 2017 with the 1/2 factors):
-  0.125 per term, 0.25 in all.
+  0.125 per term, 0.25 in all;
+* plain MSE on the sigmoid output (``jaxloss.squared_error(sigmoid(logit), 1)``
+  for real and ``squared_error(sigmoid(logit), 0)`` for fake samples, no 1/2
+  factor; the generator minimizes ``squared_error(sigmoid(D(G(z))), 1)``):
+  (1/2 - 1)^2 = (1/2)^2 = 0.25 per term, 0.5 in all. This is the number a user
+  who "trains the discriminator with MSE" sees; 0.125 is least squares *with*
+  the 1/2 factor on raw scores.
 
 The script prints the discriminator loss measured over the last training steps
-next to these values, and the learned generator's mean and standard deviation.
+next to these values, and the learned generator's mean and standard deviation,
+and writes ``DIR/gan_equilibrium.png`` and ``DIR/metrics.json`` (per game: the
+measured loss, its real and fake terms and the theory; at the top level
+``bce_discriminator_per_term``, ``least_squares_discriminator_per_term`` and
+``mse_discriminator_per_term``: the mean of the real and fake terms over the
+last fifth of the steps).
 
 Run:  python examples/gan_equilibrium.py [--workdir DIR] [--fast] [--steps N]
 """
@@ -23,6 +34,7 @@ Run:  python examples/gan_equilibrium.py [--workdir DIR] [--fast] [--steps N]
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
 
@@ -36,14 +48,33 @@ from flax import nnx
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import jaxloss  # noqa: E402
 from jaxloss import gan  # noqa: E402
 
 DATA_MEAN, DATA_STD = 2.0, 0.5
 
+
+def plain_mse_discriminator_loss(real_logits, fake_logits, *, reduction: str = "mean"):
+  """Plain MSE of the sigmoid output against 1 (real) and 0 (fake): mean of each side, summed.
+
+  ``reduction="none"`` gives the concatenated real and fake terms, like the
+  two-term losses of ``jaxloss.gan``."""
+  real = jaxloss.squared_error(jax.nn.sigmoid(real_logits), jnp.ones_like(real_logits), reduction=reduction)
+  fake = jaxloss.squared_error(jax.nn.sigmoid(fake_logits), jnp.zeros_like(fake_logits), reduction=reduction)
+  return jnp.concatenate([real, fake]) if reduction == "none" else real + fake
+
+
+def plain_mse_generator_loss(fake_logits):
+  """The generator's side: ``squared_error(sigmoid(D(G(z))), 1)``."""
+  return jaxloss.squared_error(jax.nn.sigmoid(fake_logits), jnp.ones_like(fake_logits))
+
+
 GAMES = {
-    # name: (discriminator loss, generator loss, theory per term)
-    "minimax (BCE)": (gan.minimax_discriminator_loss, gan.non_saturating_generator_loss, math.log(2.0)),
-    "least squares": (gan.least_squares_discriminator_loss, gan.least_squares_generator_loss, 0.125),
+    # name: (discriminator loss, generator loss, theory per term, metrics.json key)
+    "minimax (BCE)": (gan.minimax_discriminator_loss, gan.non_saturating_generator_loss, math.log(2.0), "bce"),
+    "least squares": (gan.least_squares_discriminator_loss, gan.least_squares_generator_loss, 0.125,
+                      "least_squares"),
+    "plain MSE": (plain_mse_discriminator_loss, plain_mse_generator_loss, 0.25, "mse"),
 }
 
 
@@ -136,8 +167,9 @@ def main(argv=None) -> dict:
   window = max(steps // 5, 1)
 
   results = {}
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-  for name, (d_loss_fn, g_loss_fn, per_term) in GAMES.items():
+  summary = {"steps": steps, "window": window}
+  fig, axes = plt.subplots(1, len(GAMES) + 1, figsize=(5 * (len(GAMES) + 1), 4))
+  for i, (name, (d_loss_fn, g_loss_fn, per_term, key)) in enumerate(GAMES.items()):
     (total, real_term, fake_term), samples = train(d_loss_fn, g_loss_fn, steps=steps, batch=batch, seed=args.seed)
     measured = float(np.mean(total[-window:]))
     res = {
@@ -150,26 +182,35 @@ def main(argv=None) -> dict:
         "generator_std": float(samples.std()),
     }
     results[name] = res
+    summary[f"{key}_discriminator_per_term"] = (res["real_term"] + res["fake_term"]) / 2
+    summary[f"{key}_theory_per_term"] = per_term
+    summary[f"{key}_discriminator_loss"] = measured
     print(f"{name:14s}: discriminator loss over the last {window} steps {measured:.4f} (theory {2 * per_term:.4f});"
           f" per term real {res['real_term']:.4f} / fake {res['fake_term']:.4f} (theory {per_term:.4f});"
           f" generator N({res['generator_mean']:.3f}, {res['generator_std']:.3f}^2) vs data"
           f" N({DATA_MEAN}, {DATA_STD}^2)")
-    ax = axes[0 if name.startswith("minimax") else 1]
+    ax = axes[i]
     ax.plot(total, lw=0.6, label="discriminator loss")
     ax.axhline(2 * per_term, color="k", ls="--", label=f"theory {2 * per_term:.3f}")
     ax.set(title=name, xlabel="step", ylim=(0, 4 * per_term))
     ax.legend()
-    axes[2].hist(samples, bins=60, density=True, histtype="step", label=f"generator ({name})")
+    axes[-1].hist(samples, bins=60, density=True, histtype="step", label=f"generator ({name})")
   xs = np.linspace(0, 4, 200)
-  axes[2].plot(xs, np.exp(-0.5 * ((xs - DATA_MEAN) / DATA_STD) ** 2) / (DATA_STD * math.sqrt(2 * math.pi)),
+  axes[-1].plot(xs, np.exp(-0.5 * ((xs - DATA_MEAN) / DATA_STD) ** 2) / (DATA_STD * math.sqrt(2 * math.pi)),
                "k--", label="data")
-  axes[2].set(title="samples after training", xlabel="x")
-  axes[2].legend(fontsize=8)
+  axes[-1].set(title="samples after training", xlabel="x")
+  axes[-1].legend(fontsize=8)
   fig.tight_layout()
   out = workdir / "gan_equilibrium.png"
   fig.savefig(out, dpi=90)
   plt.close(fig)
-  print(f"wrote {out}")
+  summary["games"] = results
+  (workdir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+  print("per term over the last steps: " + ", ".join(
+      f"{key} {summary[f'{key}_discriminator_per_term']:.4f} (theory {summary[f'{key}_theory_per_term']:.4f})"
+      for *_, key in GAMES.values()))
+  print(f"wrote {out} and {workdir / 'metrics.json'}")
+  results = dict(results, **{k: v for k, v in summary.items() if k != "games"})
   results["figure"] = str(out)
   return results
 

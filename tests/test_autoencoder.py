@@ -1,6 +1,7 @@
 """Fast tests of examples/autoencoder (tiny configs, a few steps; the full comparison is not run here)."""
 
 import importlib
+import itertools
 import json
 import math
 import os
@@ -17,7 +18,7 @@ EXAMPLE_DIR = os.path.join(ROOT, "examples", "autoencoder")
 # The example's modules have generic names (train, configs, ...): import them in
 # isolation and restore sys.modules afterwards so other examples' modules of the
 # same name cannot collide with them.
-_MODULES = ("configs", "input_pipeline", "models", "train", "main")
+_MODULES = ("configs", "input_pipeline", "models", "keras_question", "train", "main")
 
 
 class _Example:
@@ -41,7 +42,7 @@ def ae():
   sys.path.insert(0, EXAMPLE_DIR)
   try:
     ns = _Example()
-    for name in ("configs", "input_pipeline", "models", "train", "main"):
+    for name in _MODULES:
       setattr(ns, name, importlib.import_module(name))
     yield ns
   finally:
@@ -228,6 +229,20 @@ def test_main_tiny_comparison_writes_reports(ae, tmp_path, standard_promotion):
   assert "| `softmax_bce` |" in (workdir / "metrics.md").read_text()
   hist = json.loads((workdir / "history.json").read_text())
   assert hist["sigmoid_bce"]["step"] == [3, 6]
+  # The Keras question: jaxloss' own BCE on the raw 0..16 targets is NaN exactly at the pixels above 1
+  # (counted here from the data), and checkify's message names the valid range and the values seen.
+  raw_test = np.round(ds.test.astype(np.float64) * 16)
+  for name in ("softmax_bce_unscaled", "sigmoid_bce_unscaled"):
+    m = metrics[name]
+    assert m["jaxloss_bce"] is None  # NaN, written as null
+    np.testing.assert_allclose(m["jaxloss_bce_nan_fraction"], np.mean(raw_test > 1), rtol=1e-6)
+    assert "labels must lie in [0, 1]" in m["jaxloss_error"] and "16" in m["jaxloss_error"], m["jaxloss_error"]
+  # Keras' value on raw targets goes negative: 6 Adam steps of the sigmoid output already get there.
+  assert metrics["sigmoid_bce_unscaled"]["train_loss"] < 0 < metrics["sigmoid_bce_scaled"]["train_loss"]
+  for name in ("softmax_bce_scaled", "sigmoid_bce_scaled"):
+    assert "jaxloss_error" not in metrics[name]
+  md = (workdir / "metrics.md").read_text()
+  assert "| `softmax_bce_unscaled` | softmax | Keras BCE, raw pixels |" in md and "Fix: divide the pixels by 16" in md
   # Re-running the same command resumes every variant at its final checkpoint: same metrics.
   rc = ae.main.main(["--config", "tiny", "--workdir", str(workdir), "--no-progress"])
   again = json.loads((workdir / "metrics.json").read_text())
@@ -363,3 +378,99 @@ def test_checkpoint_saves_a_snapshot_of_the_history(ae, standard_promotion):
   saved = manager.args["history"].item
   assert manager.step == 3
   assert saved == {"step": [3], "train_loss": [0.5]}
+
+
+# ----------------------------------------------------------------------------
+# the Keras MNIST question: raw pixels, Keras' BCE, jaxloss' NaN and message
+# ----------------------------------------------------------------------------
+def test_raw_pixels_are_the_original_integers(ae, tmp_path):
+  """The unscaled variants see exactly the raw pixels: sklearn's 0..16 and the npz's uint8 0..255."""
+  import jax.numpy as jnp
+  from sklearn.datasets import load_digits
+
+  v = ae.train.VARIANTS["softmax_bce_unscaled"]
+  ds = ae.input_pipeline.load_digits(test_fraction=0.2, seed=0)
+  both = np.concatenate([ds.train, ds.test])
+  raw = np.asarray(ae.train.model_inputs(v, jnp.asarray(both), ds.pixel_max))
+  np.testing.assert_array_equal(np.sort(raw, axis=0), np.sort(load_digits().data, axis=0))
+  path = tmp_path / "mnist.npz"
+  arrays = _write_npz(path)
+  mnist = ae.input_pipeline.load_mnist_npz(path)
+  raw = np.asarray(ae.train.model_inputs(v, jnp.asarray(mnist.train), mnist.pixel_max))
+  np.testing.assert_array_equal(raw, arrays["x_train"].reshape(40, 784).astype(np.float32))
+  # scaled variants are fed the [0, 1] images unchanged
+  scaled = ae.train.VARIANTS["softmax_bce_scaled"]
+  np.testing.assert_array_equal(np.asarray(ae.train.model_inputs(scaled, jnp.asarray(ds.test), 16.0)), ds.test)
+
+
+def test_keras_variant_losses_against_numpy(ae):
+  """The Keras variants' loss is Keras' clipped BCE of the activated output, written out in float64 here."""
+  rng = np.random.default_rng(3)
+  z = (rng.normal(size=(4, 64)) * 4).astype(np.float32)
+  x = rng.integers(0, 17, size=(4, 64)).astype(np.float32)  # raw pixels: targets above 1
+  eps = 1e-7
+
+  def keras_bce(p):
+    p = np.clip(p, eps, 1 - eps)
+    return np.mean(-(x * np.log(p) + (1 - x) * np.log(1 - p)))
+
+  z64 = z.astype(np.float64)
+  softmax = np.exp(z64 - z64.max(-1, keepdims=True))
+  softmax /= softmax.sum(-1, keepdims=True)
+  sigmoid = 1 / (1 + np.exp(-z64))
+  v = ae.train.VARIANTS
+  np.testing.assert_allclose(float(v["softmax_bce_unscaled"].loss(z, x)), keras_bce(softmax), rtol=1e-4)
+  np.testing.assert_allclose(float(v["sigmoid_bce_unscaled"].loss(z, x)), keras_bce(sigmoid), rtol=1e-4)
+
+
+def test_keras_bce_on_a_raw_pixel_goes_negative_without_bound(ae):
+  """Target 16: -16 log p + 15 log(1 - p) falls without bound as p -> 1; Keras stops at its clip."""
+  out = ae.keras_question.keras_bce_at_raw_target(16.0)
+  keras = [out[k]["keras"] for k in ("0.5", "0.9", "0.99", "0.9999", "1")]
+  assert all(a > b for a, b in itertools.pairwise(keras)) and keras[1] < 0
+  for k in ("0.5", "0.9", "0.99", "0.9999"):
+    p = float(k)
+    np.testing.assert_allclose(out[k]["formula"], -16 * math.log(p) + 15 * math.log1p(-p), rtol=1e-12)
+    np.testing.assert_allclose(out[k]["keras"], out[k]["formula"], rtol=1e-3)
+  assert out["1"]["formula"] == -math.inf
+  # float32 clip: 1 - 1e-7 rounds to 1 - 2**-23
+  np.testing.assert_allclose(out["1"]["keras"], -16 * math.log1p(-2.0**-23) + 15 * math.log(2.0**-23), rtol=1e-5)
+
+
+def test_jaxloss_bce_on_raw_targets_is_nan_and_names_the_range(ae):
+  rng = np.random.default_rng(4)
+  z = rng.normal(size=(6, 64)).astype(np.float32)
+  raw = rng.integers(0, 17, size=(6, 64)).astype(np.float32)
+  for activation in ("softmax", "sigmoid"):
+    r = ae.keras_question.jaxloss_bce_on_raw_targets(activation, z, raw)
+    assert math.isnan(r["value"])
+    np.testing.assert_allclose(r["nan_fraction"], np.mean(raw > 1), rtol=1e-6)
+    assert r["error"] is not None and "labels must lie in [0, 1]" in r["error"] and "16" in r["error"], r["error"]
+    # control: the same call on the scaled targets is finite and raises nothing
+    ok = ae.keras_question.jaxloss_bce_on_raw_targets(activation, z, raw / 16)
+    assert math.isfinite(ok["value"]) and ok["nan_fraction"] == 0 and ok["error"] is None
+  assert "divide the pixels by 255" in ae.keras_question.fix_hint(255)
+
+
+def test_keras_mnist_config(ae, tmp_path):
+  cfg = ae.main.build_config(ae.main.parse_args(["--config", "keras_mnist", "--data-path", str(tmp_path / "m.npz")]))
+  assert cfg.dataset == "mnist" and cfg.hidden == (128, 64, 28) and cfg.batch_size == 100
+  assert cfg.num_steps == 5 * 60000 // 100 and cfg.learning_rate == 1e-3
+  assert cfg.variants == ae.configs.KERAS_VARIANT_NAMES
+  with pytest.raises(SystemExit, match="keras_mnist needs --data-path"):
+    ae.main.build_config(ae.main.parse_args(["--config", "keras_mnist"]))
+
+
+def test_unscaled_variant_on_a_tiny_mnist_npz(ae, tmp_path, standard_promotion):
+  """--data-path with raw 0..255 targets: trains, and jaxloss' message names 255."""
+  path = tmp_path / "mnist.npz"
+  arrays = _write_npz(path)
+  workdir = tmp_path / "run"
+  rc = ae.main.main(["--config", "keras_mnist", "--data-path", str(path), "--workdir", str(workdir), "--no-progress",
+                     "--variants", "softmax_bce_unscaled", "--steps", "2", "--eval-every", "2", "--batch-size", "20",
+                     "--steps-per-call", "2"])
+  assert rc == 0
+  m = json.loads((workdir / "metrics.json").read_text())["softmax_bce_unscaled"]
+  assert m["pixel_max"] == 255 and m["jaxloss_bce"] is None and "255" in m["jaxloss_error"]
+  np.testing.assert_allclose(m["jaxloss_bce_nan_fraction"], np.mean(arrays["x_test"] > 1), rtol=1e-6)
+  assert m["train_loss"] is not None and 0 < m["mse"] < 1

@@ -1,6 +1,7 @@
 """Smoke tests of examples/*.py in their --fast mode: each writes its figure and shows its claim."""
 
 import importlib.util
+import itertools
 import math
 import pathlib
 
@@ -61,16 +62,94 @@ def test_loss_landscape(tmp_path):
   assert r["mse_min_eigenvalue"] < -0.1 and r["mse_nonconvex_fraction"] > 0.1
 
 
-@pytest.mark.parametrize("game", ["minimax (BCE)", "least squares"])
-def test_gan_equilibrium(tmp_path_factory, game, _gan_results={}):  # noqa: B006  (one run for both games)
-  if not _gan_results:
-    # optax's Adam bias correction mixes an int32 step count with floats, which the strict
-    # promotion of tests/conftest.py (meant for jaxloss' own code) rejects.
-    with jax.numpy_dtype_promotion("standard"):
-      _gan_results.update(run_example("gan_equilibrium", tmp_path_factory.mktemp("gan")))
-  r = _gan_results[game]
-  theory_per_term = math.log(2) if game.startswith("minimax") else 0.125
+GAN_THEORY_PER_TERM = {"minimax (BCE)": math.log(2), "least squares": 0.125, "plain MSE": 0.25}
+
+
+@pytest.fixture(scope="module")
+def gan_results(tmp_path_factory):
+  """One run of the GAN example for all its tests."""
+  # optax's Adam bias correction mixes an int32 step count with floats, which the strict
+  # promotion of tests/conftest.py (meant for jaxloss' own code) rejects.
+  with jax.numpy_dtype_promotion("standard"):
+    return run_example("gan_equilibrium", tmp_path_factory.mktemp("gan"))
+
+
+@pytest.mark.parametrize("game", list(GAN_THEORY_PER_TERM))
+def test_gan_equilibrium(gan_results, game):
+  r = gan_results[game]
+  theory_per_term = GAN_THEORY_PER_TERM[game]
   np.testing.assert_allclose(r["theory"], 2 * theory_per_term, rtol=1e-12)
   np.testing.assert_allclose(r["measured"], r["theory"], rtol=0.05)
   np.testing.assert_allclose([r["real_term"], r["fake_term"]], [theory_per_term] * 2, rtol=0.1)
   assert abs(r["generator_mean"] - 2.0) < 0.2 and abs(r["generator_std"] - 0.5) < 0.1
+
+
+def test_gan_metrics_json(gan_results):
+  """metrics.json holds the per-term values of the three games; plain MSE of a balanced sigmoid output against
+  1/0 is (1/2)^2 = 0.25 per term, twice least squares' 0.125 (which has the 1/2 factor)."""
+  import json
+
+  saved = json.loads((pathlib.Path(gan_results["figure"]).parent / "metrics.json").read_text())
+  for key, game in (("bce", "minimax (BCE)"), ("least_squares", "least squares"), ("mse", "plain MSE")):
+    per_term = saved[f"{key}_discriminator_per_term"]
+    assert isinstance(per_term, float)
+    g = saved["games"][game]
+    np.testing.assert_allclose(per_term, (g["real_term"] + g["fake_term"]) / 2, rtol=1e-12)
+    np.testing.assert_allclose(per_term, GAN_THEORY_PER_TERM[game], rtol=0.05)
+  np.testing.assert_allclose(saved["mse_theory_per_term"], (0.5 - 1.0) ** 2, rtol=1e-12)
+  assert saved["mse_discriminator_per_term"] > 1.8 * saved["least_squares_discriminator_per_term"]
+
+
+def test_gan_plain_mse_loss_against_numpy():
+  spec = importlib.util.spec_from_file_location("example_gan_equilibrium", EXAMPLES / "gan_equilibrium.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=7) * 3, rng.normal(size=5) * 3
+  def sig(z):
+    return 1 / (1 + np.exp(-z))
+
+  expected = np.mean((sig(real) - 1) ** 2) + np.mean(sig(fake) ** 2)
+  np.testing.assert_allclose(float(module.plain_mse_discriminator_loss(real, fake)), expected, rtol=1e-12)
+  terms = np.asarray(module.plain_mse_discriminator_loss(real, fake, reduction="none"))
+  np.testing.assert_allclose(terms, np.concatenate([(sig(real) - 1) ** 2, sig(fake) ** 2]), rtol=1e-12)
+  np.testing.assert_allclose(float(module.plain_mse_generator_loss(fake)), np.mean((sig(fake) - 1) ** 2), rtol=1e-12)
+  # the balanced discriminator (logit 0, D = 1/2) scores 0.25 per term
+  np.testing.assert_allclose(float(module.plain_mse_discriminator_loss(np.zeros(3), np.zeros(3))), 0.5, rtol=1e-12)
+
+
+def test_sigmoid_blob(tmp_path):
+  """The all-sigmoid X-100-50-100-X autoencoder, --fast (300 steps): the metrics.json contract and the measured
+  mechanism that does not need a long run (vanishing first-layer gradient at init, Adam's larger first-layer steps)."""
+  import json
+
+  with jax.numpy_dtype_promotion("standard"):
+    r = run_example("sigmoid_blob", tmp_path)
+  saved = json.loads((pathlib.Path(r["figure"]).parent / "metrics.json").read_text())
+  for key in ("ce_sgd", "mse_sgd", "ce_adam", "mse_adam", "ce_double_sigmoid_sgd", "ce_double_sigmoid_adam"):
+    m = saved[key]
+    assert isinstance(m["psnr"], float) and isinstance(m["first_layer_weight_norm"], float), key
+    assert 5 < m["psnr"] < 30 and len(m["grad_norm_init"]) == len(m["saturated_fraction"]) == 4
+  # Glorot-uniform 64x100: E||W||_F^2 = n_in n_out limit^2 / 3 = 2 n_in n_out / (n_in + n_out)
+  np.testing.assert_allclose(saved["ce_sgd"]["first_layer_weight_norm_init"], math.sqrt(2 * 64 * 100 / 164), rtol=0.03)
+  # The baseline against NumPy: the mean training image for every test image.
+  from sklearn.datasets import load_digits
+
+  x = load_digits().data / 16.0
+  perm = np.random.default_rng(0).permutation(len(x))
+  test, train = x[perm[:359]], x[perm[359:]]
+  np.testing.assert_allclose(saved["mean_image"]["psnr"], -10 * np.log10(np.mean((test - train.mean(0)) ** 2)),
+                             rtol=1e-6)
+  for loss in ("ce", "mse", "ce_double_sigmoid"):
+    g = saved[f"{loss}_sgd"]["grad_norm_init"]
+    assert g == saved[f"{loss}_adam"]["grad_norm_init"]  # same initial parameters and first batch
+    # each sigmoid layer shrinks the backpropagated gradient: the first layer's is ~1 % of the last one's
+    assert all(a < b for a, b in itertools.pairwise(g)) and g[-1] > 30 * g[0]
+  # At p ~ 1/2, dCE/dz = p - x while dMSE/dz = 2 (p - x) p (1 - p) ~ (p - x) / 2: CE's gradient is about twice MSE's.
+  ratio = saved["ce_sgd"]["grad_norm_init"][-1] / saved["mse_sgd"]["grad_norm_init"][-1]
+  assert 1.6 < ratio < 2.6, ratio
+  # Plain gradient descent moves W1 by lr * |grad| (tiny); Adam by ~lr per weight, whatever the gradient's size.
+  for loss in ("ce", "mse"):
+    sgd, adam = saved[f"{loss}_sgd"], saved[f"{loss}_adam"]
+    assert adam["first_layer_update_norm_first_block"] > 3 * sgd["first_layer_update_norm_first_block"]
+    assert adam["first_layer_weight_norm"] > 1.2 * sgd["first_layer_weight_norm"]

@@ -30,12 +30,16 @@ class Dataset:
     train, test: ``float32`` arrays of shape ``(n, height * width)``.
     image_shape: ``(height, width)`` for plotting.
     name: a short description for reports.
+    pixel_max: the raw pixels' maximum (16 for the digits, 255 for MNIST):
+      ``round(x * pixel_max)`` gives back the raw integer pixels, which the
+      ``*_unscaled`` variants train on.
   """
 
   train: np.ndarray
   test: np.ndarray
   image_shape: tuple[int, int]
   name: str
+  pixel_max: float = 1.0
 
   @property
   def num_features(self) -> int:
@@ -77,7 +81,8 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}.")
   perm = np.random.default_rng(seed).permutation(len(x))
   n_test = int(round(len(x) * test_fraction))
-  return Dataset(train=x[perm[n_test:]], test=x[perm[:n_test]], image_shape=(8, 8), name="sklearn digits 8x8")
+  return Dataset(train=x[perm[n_test:]], test=x[perm[:n_test]], image_shape=(8, 8), name="sklearn digits 8x8",
+                 pixel_max=16.0)
 
 
 def load_mnist_npz(path: str | os.PathLike) -> Dataset:
@@ -117,7 +122,8 @@ def load_mnist_npz(path: str | os.PathLike) -> Dataset:
     if y.shape != (x.shape[0],):
       raise DataError(f"y_{split} in {path!r} must have shape ({x.shape[0]},) to match x_{split}, got {y.shape}.")
     out[split] = _scale(x.reshape(x.shape[0], 28 * 28), 255.0, f"x_{split} in {path!r}")
-  return Dataset(train=out["train"], test=out["test"], image_shape=(28, 28), name=f"MNIST ({os.path.basename(path)})")
+  return Dataset(train=out["train"], test=out["test"], image_shape=(28, 28),
+                 name=f"MNIST ({os.path.basename(path)})", pixel_max=255.0)
 
 
 def synthetic_mnist(*, num_train: int = 60000, num_test: int = 10000, seed: int = 0) -> Dataset:
@@ -140,7 +146,8 @@ def synthetic_mnist(*, num_train: int = 60000, num_test: int = 10000, seed: int 
     img = np.clip(np.max(np.exp(-d2 / 8.0), axis=1) * 1.6 - 0.3, 0.0, 1.0)
     raw[start:start + m] = np.round(img * 255).astype(np.uint8).reshape(m, 784)
   x = _scale(raw, 255.0, "synthetic MNIST")
-  return Dataset(train=x[:num_train], test=x[num_train:], image_shape=(28, 28), name="synthetic MNIST-shaped")
+  return Dataset(train=x[:num_train], test=x[num_train:], image_shape=(28, 28), name="synthetic MNIST-shaped",
+                 pixel_max=255.0)
 
 
 def load(config) -> Dataset:

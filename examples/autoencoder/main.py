@@ -1,6 +1,6 @@
 r"""Which output activation and loss should an image autoencoder use? Measured, with jaxloss.
 
-Run the whole comparison (7 variants + the mean-image baseline) on scikit-learn's
+Run the whole comparison (11 variants + the mean-image baseline) on scikit-learn's
 bundled 8x8 digits, offline, in well under two minutes on a laptop CPU::
 
   python examples/autoencoder/main.py                      # writes runs/autoencoder/
@@ -33,6 +33,7 @@ if _HERE not in sys.path:
 
 import configs as configs_lib  # noqa: E402
 import input_pipeline  # noqa: E402
+import keras_question  # noqa: E402
 import train  # noqa: E402
 
 # Config fields that must match for a --workdir to be resumed.
@@ -47,8 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   src = p.add_mutually_exclusive_group()
   src.add_argument("--data-path", default=None, help="local Keras-format mnist.npz (x_train, y_train, x_test, y_test)")
   src.add_argument("--synthetic-mnist", action="store_true", help="generated data of MNIST shape (for timing)")
-  p.add_argument("--config", default=None, choices=("digits", "mnist", "tiny"),
-                 help="base configuration (default: digits, or mnist with --data-path/--synthetic-mnist)")
+  p.add_argument("--config", default=None, choices=configs_lib.CONFIG_NAMES,
+                 help="base configuration (default: digits, or mnist with --data-path/--synthetic-mnist; "
+                      "keras_mnist: the Keras question's own setting, with --data-path)")
   p.add_argument("--variants", default=None,
                  help="comma-separated subset of: " + ",".join(configs_lib.VARIANT_NAMES))
   p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant")
@@ -70,6 +72,8 @@ def build_config(args: argparse.Namespace) -> configs_lib.Config:
   name = args.config or ("mnist" if (args.data_path or args.synthetic_mnist) else "digits")
   config = configs_lib.get_config(name)
   overrides = {}
+  if name == "keras_mnist" and not (args.data_path or args.synthetic_mnist):
+    raise SystemExit("error: --config keras_mnist needs --data-path (a Keras-format mnist.npz) or --synthetic-mnist")
   if args.data_path:
     overrides.update(dataset="mnist", data_path=os.path.abspath(os.path.expanduser(args.data_path)))
   elif args.synthetic_mnist:
@@ -121,24 +125,54 @@ def metrics_markdown(metrics: dict[str, dict[str, float]], dataset_name: str, co
       f"learning rate {config.learning_rate:g}, seed {config.seed}.",
       f"The data's binary-entropy floor (BCE of a perfect reconstruction) is {floor:.4f} nats/pixel.",
       "",
-      "| variant | output | loss | PSNR (dB) | vs mean image (dB) | MSE | BCE | BCE − floor | seconds |",
-      "|---|---|---|---:|---:|---:|---:|---:|---:|",
+      "| variant | output | loss | PSNR (dB) | vs mean image (dB) | MSE | BCE | BCE − floor | final training loss "
+      "| seconds |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for name, m in metrics.items():
     if name == configs_lib.BASELINE_NAME:
-      output, loss = "mean training image", "(none)"
+      output, loss, train_loss = "mean training image", "(none)", "-"
     else:
       v = train.VARIANTS[name]
       output = "CB mean of sigmoid" if v.reconstruction == "cb_mean" else v.activation
-      loss = name.split("_", 1)[1]
+      loss = v.loss_label or name.split("_", 1)[1]
+      train_loss = _fmt(m["train_loss"], ".4g")
     lines.append(
         f"| `{name}` | {output} | {loss} | {_fmt(m['psnr'], '.2f')} | {_fmt(m['psnr'] - base['psnr'], '+.2f')} | "
-        f"{_fmt(m['mse'], '.5f')} | {_fmt(m['bce'], '.4f')} | {_fmt(m['bce_minus_floor'], '.4f')} | "
+        f"{_fmt(m['mse'], '.5f')} | {_fmt(m['bce'], '.4f')} | {_fmt(m['bce_minus_floor'], '.4f')} | {train_loss} | "
         f"{m['seconds']:.1f} |")
   lines += ["", "PSNR = 10 log10(1 / MSE) over all test pixels, reconstructions clipped to [0, 1]. "
             "BCE reads the reconstruction as pixel probabilities (∞: some pixel is predicted exactly 0 or 1 "
-            "where the image is not)."]
+            "where the image is not). `*_unscaled` variants see raw pixels as inputs and targets; their "
+            "reconstruction (the activated output) is scored against the scaled image."]
+  raw = [n for n in metrics if n in train.VARIANTS and train.VARIANTS[n].raw_pixels]
+  if raw:
+    lines += ["", "jaxloss' own BCE on the raw-pixel targets of the `*_unscaled` variants (trained models, test set):",
+              ""]
+    for name in raw:
+      m = metrics[name]
+      lines.append(f"* `{name}`: `{m['jaxloss_loss']}` = {_fmt(m['jaxloss_bce'], '.4g')} by default "
+                   f"({100 * m['jaxloss_bce_nan_fraction']:.1f} % of the pixel terms NaN); inside "
+                   f"`jaxloss.runtime_checks()` checkify raises: \"{m['jaxloss_error']}\"")
+    lines.append(f"* {keras_question.fix_hint(metrics[raw[0]]['pixel_max'])}")
   return "\n".join(lines) + "\n"
+
+
+def keras_question_report(variant, model, dataset: input_pipeline.Dataset) -> dict:
+  """For a Keras variant: how much of its output sits at Keras' clip and how much it depends on the input;
+  for a ``raw_pixels`` one also jaxloss' own BCE on its raw targets (NaN; the checkify message) and Keras'
+  per-pixel BCE at the brightest raw pixel for growing predicted probability (negative, unbounded but for
+  Keras' clipping)."""
+  pixel_max = float(dataset.pixel_max)
+  inputs = train.model_inputs(variant, dataset.test, pixel_max)
+  logits = model(inputs)
+  out = keras_question.output_statistics(train.activate(variant.activation, logits), dataset.test)
+  if variant.raw_pixels:
+    native = keras_question.jaxloss_bce_on_raw_targets(variant.activation, logits, inputs)
+    out.update({"pixel_max": pixel_max, "jaxloss_loss": native["loss"], "jaxloss_bce": native["value"],
+                "jaxloss_bce_nan_fraction": native["nan_fraction"], "jaxloss_error": native["error"],
+                "keras_bce_at_max_pixel": keras_question.keras_bce_at_raw_target(pixel_max)})
+  return out
 
 
 def plot_reconstructions(path: str, dataset: input_pipeline.Dataset, examples: dict[str, "np.ndarray"],
@@ -183,8 +217,10 @@ def plot_loss_curves(path: str, histories: dict[str, dict], metrics: dict[str, d
   for i, (name, h) in enumerate(histories.items()):
     if not h["step"]:
       continue
-    # sigmoid_binary_kl trains exactly like sigmoid_bce (same gradient): dashed, so both show.
-    style = dict(color=f"C{i}", lw=1.3, ls="--" if name == "sigmoid_binary_kl" else "-", label=name)
+    # sigmoid_binary_kl trains exactly like sigmoid_bce (same gradient): dashed, so both show. The Keras
+    # variants (the last four) are dash-dotted: sigmoid_bce_scaled retraces sigmoid_bce.
+    ls = "-." if name in configs_lib.KERAS_VARIANT_NAMES else ("--" if name == "sigmoid_binary_kl" else "-")
+    style = dict(color=f"C{i % 10}", lw=1.3, ls=ls, label=name)
     ax_loss.plot(h["step"], h["train_loss"], **style)
     ax_psnr.plot(h["step"], [-10 * math.log10(m) if m > 0 else float("nan") for m in h["test_mse"]], **style)
     ax_kl.plot(h["step"], h["test_bce_minus_floor"], **style)
@@ -230,6 +266,8 @@ def run_comparison(config: configs_lib.Config, workdir: str, *, progress: bool =
   for name in config.variants:
     result = train.train_and_evaluate(config, name, dataset, workdir=workdir, mesh=mesh, progress=progress)
     metrics[name], histories[name], examples[name] = result.metrics, result.history, result.examples
+    if name in configs_lib.KERAS_VARIANT_NAMES:
+      metrics[name].update(keras_question_report(train.VARIANTS[name], result.model, dataset))
   metrics[configs_lib.BASELINE_NAME] = train.mean_image_baseline(dataset)
   import numpy as np  # pylint: disable=import-outside-toplevel
   mean_img = np.mean(dataset.train, axis=0)

@@ -33,6 +33,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import jaxloss
+from jaxloss.compat import keras as keras_compat
 
 import configs as configs_lib
 import input_pipeline
@@ -53,6 +54,11 @@ class Variant:
     description: one line for the report.
     reconstruction: ``"output"`` (the activated output) or ``"cb_mean"`` (the
       mean of the continuous Bernoulli whose parameter is the sigmoid output).
+    raw_pixels: train on the raw integer pixels (0..16 or 0..255) as inputs
+      *and* targets, as a user who never divided by the maximum does. The
+      reconstruction (the activated output, in [0, 1]) is still scored against
+      the scaled image.
+    loss_label: the loss column of the report.
   """
 
   name: str
@@ -60,6 +66,8 @@ class Variant:
   loss: Callable[[jax.Array, jax.Array], jax.Array]
   description: str
   reconstruction: str = "output"
+  raw_pixels: bool = False
+  loss_label: str = ""
 
 
 def activate(activation: str, logits: jax.Array) -> jax.Array:
@@ -100,6 +108,16 @@ def _sigmoid_binary_kl(z, x):
   return jaxloss.binary_kl_divergence(jax.nn.sigmoid(z), x)
 
 
+# The Keras question: keras.losses.binary_crossentropy(y_true, y_pred) on the activated output (probabilities,
+# clipped to [1e-7, 1 - 1e-7], no check of the targets), reproduced by jaxloss.compat.keras.
+def _keras_softmax_bce(z, x):
+  return keras_compat.binary_crossentropy(x, jax.nn.softmax(z, axis=-1), reduction="mean")
+
+
+def _keras_sigmoid_bce(z, x):
+  return keras_compat.binary_crossentropy(x, jax.nn.sigmoid(z), reduction="mean")
+
+
 VARIANTS: dict[str, Variant] = {
     v.name: v for v in (
         Variant("sigmoid_bce", "sigmoid", _sigmoid_bce,
@@ -113,9 +131,31 @@ VARIANTS: dict[str, Variant] = {
                 "sigmoid output, continuous Bernoulli NLL (reconstruction: the CB mean)", "cb_mean"),
         Variant("sigmoid_binary_kl", "sigmoid", _sigmoid_binary_kl,
                 "sigmoid output, binary KL = BCE minus the pixels' entropy (reaches 0)"),
+        Variant("softmax_bce_unscaled", "softmax", _keras_softmax_bce,
+                "the Keras question: raw pixels in and as targets, softmax, keras binary_crossentropy",
+                raw_pixels=True, loss_label="Keras BCE, raw pixels"),
+        Variant("softmax_bce_scaled", "softmax", _keras_softmax_bce,
+                "fix 1 only: pixels divided by their maximum; still softmax, keras binary_crossentropy",
+                loss_label="Keras BCE, scaled"),
+        Variant("sigmoid_bce_unscaled", "sigmoid", _keras_sigmoid_bce,
+                "fix 2 only: sigmoid output; still raw pixels, keras binary_crossentropy",
+                raw_pixels=True, loss_label="Keras BCE, raw pixels"),
+        Variant("sigmoid_bce_scaled", "sigmoid", _keras_sigmoid_bce,
+                "both fixes: scaled pixels and a sigmoid output, keras binary_crossentropy",
+                loss_label="Keras BCE, scaled"),
     )
 }
 assert tuple(VARIANTS) == configs_lib.VARIANT_NAMES
+
+
+def model_inputs(variant: Variant, images: jax.Array, pixel_max: float) -> jax.Array:
+  """What the variant feeds the network and trains against: the scaled images, or for
+  ``raw_pixels`` the raw integer pixels ``round(images * pixel_max)`` (exact: 0..16 or 0..255)."""
+  return jnp.round(images * pixel_max) if variant.raw_pixels else images
+
+
+def pixel_max_for(variant: Variant, dataset: input_pipeline.Dataset) -> float:
+  return float(dataset.pixel_max) if variant.raw_pixels else 1.0
 
 
 def reconstruct(variant: Variant, logits: jax.Array) -> jax.Array:
@@ -165,12 +205,15 @@ def finalize_metrics(raw: dict[str, Any]) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=None)  # one jitted function (and compile cache) per variant
-def make_eval_step(variant: Variant, num_shown: int = 0):
-  """Test metrics; with ``num_shown``, also the first reconstructions (key ``"shown"``)."""
+def make_eval_step(variant: Variant, num_shown: int = 0, pixel_max: float = 1.0):
+  """Test metrics; with ``num_shown``, also the first reconstructions (key ``"shown"``).
+
+  A ``raw_pixels`` variant is fed the raw pixels; its reconstruction (the
+  activated output) is scored against the scaled image, like every other."""
 
   @nnx.jit
   def eval_step(model: models.Autoencoder, images: jax.Array):
-    logits = model(images)
+    logits = model(model_inputs(variant, images, pixel_max))
     recon = reconstruct(variant, logits)
     sig_logits = logits if (variant.activation == "sigmoid" and variant.reconstruction == "output") else None
     out = image_metrics(recon, images, logits=sig_logits)
@@ -225,11 +268,14 @@ def create_train_state(config: configs_lib.Config, num_features: int, mesh: Mesh
 
 
 def train_step(variant: Variant, model: models.Autoencoder, optimizer: nnx.Optimizer,
-               metric: nnx.metrics.Average, images: jax.Array) -> None:
-  """One optimizer step, in place: forward, jaxloss loss, gradient, Adam update, running loss mean."""
+               metric: nnx.metrics.Average, images: jax.Array, pixel_max: float = 1.0) -> None:
+  """One optimizer step, in place: forward, jaxloss loss, gradient, Adam update, running loss mean.
+
+  ``images`` are scaled to [0, 1]; a ``raw_pixels`` variant trains on ``round(images * pixel_max)``."""
+  x = model_inputs(variant, images, pixel_max)
 
   def loss_fn(model):
-    return variant.loss(model(images), images)
+    return variant.loss(model(x), x)
 
   loss, grads = nnx.value_and_grad(loss_fn)(model)
   optimizer.update(model, grads)
@@ -237,7 +283,7 @@ def train_step(variant: Variant, model: models.Autoencoder, optimizer: nnx.Optim
 
 
 @functools.lru_cache(maxsize=None)  # one jitted function (and compile cache) per variant
-def make_train_steps(variant: Variant):
+def make_train_steps(variant: Variant, pixel_max: float = 1.0):
   """``train_steps(model, optimizer, metric, batches)``: one ``nnx.jit`` call running
   :func:`train_step` over ``batches`` of shape ``(k, batch, features)`` with ``lax.scan``.
 
@@ -254,7 +300,7 @@ def make_train_steps(variant: Variant):
 
     def body(state, images):
       m, o, me = nnx.merge(graphdef, state)
-      train_step(variant, m, o, me, images)
+      train_step(variant, m, o, me, images, pixel_max)
       return nnx.state((m, o, me)), None
 
     state, _ = jax.lax.scan(body, state, batches)
@@ -356,8 +402,8 @@ def train_and_evaluate(
         f"checkpoint_every={config.checkpoint_every} must be a multiple of eval_every={config.eval_every}.")
   t_start = time.perf_counter()
   model, optimizer, metric = create_train_state(config, dataset.num_features, mesh)
-  train_steps = make_train_steps(variant)
-  eval_step = make_eval_step(variant, num_examples_shown)
+  train_steps = make_train_steps(variant, pixel_max_for(variant, dataset))
+  eval_step = make_eval_step(variant, num_examples_shown, pixel_max_for(variant, dataset))
   chunk_sharding = NamedSharding(mesh, P(None, "data"))  # (steps, batch, features): batch axis split
   test_images = jax.device_put(dataset.test, NamedSharding(mesh, P()))  # small: evaluated whole, replicated
 
@@ -432,7 +478,7 @@ def measure_steps_per_second(config: configs_lib.Config, variant_name: str, data
   variant = VARIANTS[variant_name]
   mesh = make_mesh() if mesh is None else mesh
   model, optimizer, metric = create_train_state(config, dataset.num_features, mesh)
-  train_steps = make_train_steps(variant)
+  train_steps = make_train_steps(variant, pixel_max_for(variant, dataset))
   chunk_sharding = NamedSharding(mesh, P(None, "data"))
   steps_fn = nnx.cached_partial(train_steps, model, optimizer, metric)
   spc = max(1, config.steps_per_call)
