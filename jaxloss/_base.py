@@ -330,10 +330,18 @@ def runtime_check(ok: Array, message: str, **fmt: Any) -> None:
   checkify.debug_check(jnp.all(ok), message, **fmt)
 
 
+PROBABILITY_FIX = ("If these are raw intensities or counts, rescale them into [0, 1] first (e.g. divide 8-bit "
+                   "pixels by 255); if they are logits, use the from-logits loss (sigmoid_binary_cross_entropy, "
+                   "softmax_cross_entropy).")
+
+
 def check_probabilities(name: str, p: Array) -> Array:
-  """Returns a boolean array flagging elements of ``p`` outside [0, 1] (or NaN)."""
+  """Returns a boolean array flagging elements of ``p`` outside [0, 1] (or NaN).
+
+  The opt-in error names the argument, the observed range and the usual fixes (:data:`PROBABILITY_FIX`).
+  """
   bad = ~((p >= 0) & (p <= 1))
-  runtime_check(~bad, f"{name} must lie in [0, 1]; got values in [{{lo}}, {{hi}}].",
+  runtime_check(~bad, f"{name} must lie in [0, 1]; got values in [{{lo}}, {{hi}}]. {PROBABILITY_FIX}",
                 lo=value_min(p), hi=value_max(p))
   return bad
 

@@ -41,7 +41,7 @@ def keras_bce_at_raw_target(y: float, probabilities=PROBABILITIES) -> dict[str, 
 
 
 def fix_hint(pixel_max: float) -> str:
-  """What jaxloss' message does not say: how to fix it (printed by the example next to the message)."""
+  """The fix for this model, printed by the example after jaxloss' message (which gives the generic one)."""
   return (f"Fix: divide the pixels by {pixel_max:g} (x / {pixel_max:g}) so the targets lie in [0, 1], and give each "
           "pixel its own sigmoid probability (jaxloss.sigmoid_binary_cross_entropy on the logits) instead of a "
           "softmax over the pixels.")
