@@ -975,8 +975,12 @@ def _gaussian_reference(mu, y, v, log_variance=False, full=False):
   import scipy.stats  # pylint: disable=g-import-not-at-top
 
   mu, y, v = _f64(mu, y, v)
-  var = np.exp(v) if log_variance else v
-  out = -scipy.stats.norm.logpdf(y, loc=mu, scale=np.sqrt(var))
+  if log_variance:  # r^2 e^{-s} as exp(2 log|r| - s) (0 at r = 0): no 0 * inf where e^{-s} overflows
+    with np.errstate(divide="ignore"):
+      scaled = np.where(y == mu, 0.0, np.exp(2.0 * np.log(np.abs(y - mu)) - v))
+    out = 0.5 * (v + scaled) + 0.5 * np.log(2.0 * np.pi)
+  else:
+    out = -scipy.stats.norm.logpdf(y, loc=mu, scale=np.sqrt(v))
   if not full:
     out = out - 0.5 * np.log(2.0 * np.pi)
   return out
