@@ -429,6 +429,9 @@ def kl_divergence(
   where the :math:`-\ell_i` term is taken as 0 when :math:`t_i = 0` and
   :math:`\ell_i = -\infty` (0 log 0 convention). A zero target contributes 0
   to the value even where :math:`\ell_i = -\infty` (optax gives NaN there).
+  Unlike optax, a row that is not a distribution is NaN (optax returns a
+  number, e.g. -0.194 for targets summing to 0.30); for unnormalized measures
+  use :func:`generalized_kl_divergence`.
 
   Args:
     log_predictions: floating array of log-probabilities (``<= 0``).
@@ -565,6 +568,8 @@ def kl_divergence_with_log_targets(
   A target with :math:`s_i = -\infty` (probability 0) contributes 0 to the
   value and its derivative is 0 (the limit of :math:`e^s(1 + s - \ell)`),
   even where :math:`\ell_i = -\infty` too (optax gives NaN there).
+  Unlike optax, a row whose ``exp`` does not sum to 1 is NaN (see the module
+  docstring for the tolerance).
 
   Args:
     log_predictions: floating array of log-probabilities (``<= 0``).
