@@ -67,10 +67,12 @@ def main(argv=None) -> dict:
   r["cce_two_class"] = float(jaxloss.categorical_cross_entropy(jnp.array([0.2, 0.8]), jnp.array([0.0, 1.0])))
   q, u = jnp.array([0.3, 0.8]), jnp.array([0.0, 1.0])  # two independent sigmoids, sum 1.1
   r["bce_multilabel"] = float(jaxloss.binary_cross_entropy(q, u))
-  r["cce_multilabel"] = float(jaxloss.categorical_cross_entropy(q, u))
+  r["cce_multilabel"] = float(jaxloss.categorical_cross_entropy(q, u))  # NaN: the row is not a distribution
+  r["cce_multilabel_formula"] = float(-jnp.sum(u * jnp.log(q)))  # what the formula would say
   print(f"single label: BCE(0.8, 1) = {r['bce_single']:.6f} = CCE([0.2, 0.8], [0, 1]) = {r['cce_two_class']:.6f}")
   print(f"outputs not summing to 1, [0.3, 0.8] vs [0, 1]: mean BCE {r['bce_multilabel']:.4f}"
-        f" != CCE {r['cce_multilabel']:.4f}")
+        f" != the CCE formula {r['cce_multilabel_formula']:.4f}; jaxloss's CCE refuses the row:"
+        f" {r['cce_multilabel']}")
 
   # 3. the 0.458 example
   yt = jnp.array([[0.0, 1.0], [1.0, 0.0]])

@@ -306,6 +306,8 @@ def binary_cross_entropy(
      \ell(p, y) = -y \log p - (1 - y) \log(1 - p),
      \qquad 0 \log 0 = 0.
 
+  The second term is evaluated as :math:`(1 - y)\operatorname{log1p}(-p)`,
+  accurate for small :math:`p` (where the rounded :math:`1 - p` is not).
   Exact at :math:`p \in \{0, 1\}`: 0 where the label is met, :math:`+\infty`
   where it cannot be (:math:`p = 0, y > 0`). There is **no epsilon clipping**;
   prefer :func:`sigmoid_binary_cross_entropy` on logits when you have them.
@@ -336,7 +338,8 @@ def binary_cross_entropy(
   p = _base.sanitize(p, mask, fill=0.5)
   y = _base.sanitize(y, mask)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("labels", y)
-  loss = -(_base.xlogy(y, p) + _base.xlogy(1 - y, 1 - p))
+  # log1p(-p), not log(1 - p): 1 - p rounds for small p (p = 1e-7, y = 0 in float32: 1.19e-7, not 1.0e-7).
+  loss = -(_base.xlogy(y, p) + _base.xlog1my(y, p))
   loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
@@ -992,8 +995,13 @@ def categorical_cross_entropy(
   The probabilities are used **as given**: unlike Keras'
   ``categorical_crossentropy`` they are neither renormalized to sum to 1 nor
   clipped away from 0 (a zero probability under a positive target gives
-  :math:`+\infty`). Probabilities outside [0, 1] give NaN in that row and raise
-  under ``checkify``.
+  :math:`+\infty`). Probabilities outside [0, 1] or negative labels give NaN
+  in that row, and so does a row of ``probs`` or of ``labels`` that does not
+  sum to 1 within :func:`jaxloss._base.distribution_tolerance` (:math:`2u +
+  n u_c`: :math:`u` the unit roundoff of that argument's own dtype, :math:`u_c`
+  of the computation dtype, :math:`n` the number of classes; a correctly
+  rounded bfloat16 or float16 softmax row always passes); each raises under
+  ``checkify`` inside :func:`jaxloss.runtime_checks`.
 
   Derivatives (by hand), each 0 where :math:`y_j = p_j = 0`:
 
@@ -1010,12 +1018,15 @@ def categorical_cross_entropy(
   References:
     Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, ch. 2.
   """
+  dt_p, dt_y = _base._dtype_of(probs), _base._dtype_of(labels)  # pylint: disable=protected-access
   p, dtype, axis, row_shape, mask = _row_prologue("probs", probs, axis, where)
   y = _base.as_distribution_targets("labels", labels, dtype)
   _base.check_same_shape("probs", p, "labels", y)
   p = _base.sanitize(p, mask, fill=0.5, axis=axis)
   y = _base.sanitize(y, mask, axis=axis)
   bad = jnp.any(_base.check_probabilities("probs", p) | _base.check_nonnegative("labels", y), axis=axis)
+  for name, x, dt in (("probs", p, dt_p), ("labels", y, dt_y)):
+    bad = bad | _base.check_distribution(name, x, axis=axis, input_dtype=dt, mask=mask)
   loss = -jnp.sum(_base.xlogy(y, p), axis=axis)
   loss = _base.nan_where(bad, loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -1040,12 +1051,14 @@ def _ref_cce(p, y, *, axis=-1):
     t = np.where(y == 0, 0.0, y * np.log(p))
   out = -np.sum(t, axis=axis)
   ok = np.all((p >= 0) & (p <= 1), axis=axis)
+  ok &= (np.abs(np.sum(p, axis=axis) - 1) <= 1e-9) & (np.abs(np.sum(y, axis=axis) - 1) <= 1e-9)  # distributions
   return np.where(ok, out, np.nan)
 
 
 def _sample_cce(key, dtype, shape=(4, 5)):
   kp, ky = jax.random.split(key)
-  p = jax.nn.softmax(jax.random.normal(kp, shape, jnp.float32), axis=-1).astype(dtype)
+  # normalized in float64 for float64 (else float32), then rounded: rows that pass the sum-to-1 check
+  p = jax.nn.softmax(jax.random.normal(kp, shape, jnp.float32).astype(_label_dtype(dtype)), axis=-1).astype(dtype)
   y = jax.nn.softmax(jax.random.normal(ky, shape, _label_dtype(dtype)), axis=-1)
   return p, y
 
@@ -1064,11 +1077,16 @@ CATEGORICAL_CROSS_ENTROPY = LossSpec(
         EdgeCase((np.array([[0.0, 1.0]]), np.array([[0.5, 0.5]])), "zero probability under a positive target: +inf"),
         EdgeCase((np.array([[1.2, -0.2]]), np.array([[1.0, 0.0]])), "probabilities outside [0, 1]",
                  in_domain=False),
+        EdgeCase((np.array([[0.5, 0.0, 0.25], [0.3, 0.1, 0.25], [0.2, 0.9, 0.5]]),
+                  np.array([[0.2, 0.0, 0.6], [0.7, 0.5, 0.15], [0.1, 0.5, 0.25]])),
+                 "distributions along axis 0", config={"axis": 0}),
+        EdgeCase((np.array([[0.1132, 0.5477, 0.3391]]), np.array([[0.1541, 0.0511, 0.0947]])),
+                 "labels that are not a distribution (sum 0.30)", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge case above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"-\sum_j y_j \log p_j",
-    domain="p in [0, 1] (not renormalized), y >= 0",
+    domain="rows of p and y are distributions (sum to 1; not renormalized)",
     naive=lambda p, y: -jnp.sum(y * jnp.log(p), axis=-1),
     float_argnums=(0,),
 )

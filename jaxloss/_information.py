@@ -13,8 +13,19 @@ points they are the ordinary derivatives.
 
 **Validity.** Probabilities must lie in :math:`[0, 1]` and log-probabilities
 must be :math:`\\le 0`; offending elements make their loss element (or row) NaN
-and raise under ``checkify.checkify(f, errors=checkify.user_checks)``. Rows
-are not checked to sum to 1 (the formulas are used as written).
+and raise under ``checkify.checkify(f, errors=checkify.user_checks)`` (inside
+:func:`jaxloss.runtime_checks`). Rows of a distribution argument must also be
+distributions: a row of probabilities must sum to 1 and a row of
+log-probabilities must have :math:`\\sum_i e^{\\ell_i} = 1`, within
+:func:`jaxloss._base.distribution_tolerance` (:math:`2u + n u_c` for
+probabilities, :math:`\\operatorname{expm1}(2u(1 + \\log n)) + n u_c` for
+log-probabilities, with :math:`u` the unit roundoff of the argument's own dtype
+(as passed, before the cast to float32), :math:`u_c` that of the computation
+dtype and :math:`n` the row length: a correctly rounded bfloat16 or float16
+softmax / log-softmax row always passes; a float32 row of 10 probabilities
+must be within 7.2e-7 of 1). Any other row is NaN (the formulas would return a
+plausible but meaningless number, e.g. a negative KL). Rows are never
+renormalized. For unnormalized measures use :func:`generalized_kl_divergence`.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ __all__ = [
     "cross_entropy",
     "kl_divergence",
     "kl_divergence_with_log_targets",
+    "generalized_kl_divergence",
     "js_divergence",
     "binary_kl_divergence",
     "continuous_bernoulli_nll",
@@ -57,13 +69,27 @@ def _rowwise_pair_inputs(name_p, predictions, name_t, targets, axis, where):
   """The shared prologue of the two-argument losses over ``axis``: cast (targets straight to the
   predictions' computation dtype), same-shape check, ``axis``/``where`` preparation, sanitizing.
 
-  Returns ``(predictions, targets, axis, mask)``.
+  Returns ``(predictions, targets, axis, mask, input_dtypes)``, the last the two arguments' dtypes as
+  passed (for the tolerance of :func:`_rows_not_distributions`).
   """
+  dtypes = (_base._dtype_of(predictions), _base._dtype_of(targets))  # pylint: disable=protected-access
   x, dtype = _base.as_predictions(name_p, predictions)
   t = _base.as_distribution_targets(name_t, targets, dtype)
   _base.check_same_shape(name_p, x, name_t, t)
   ax, mask = _rowwise_setup(x, axis, where)
-  return _base.sanitize(x, mask, axis=ax), _base.sanitize(t, mask, axis=ax), ax, mask
+  return _base.sanitize(x, mask, axis=ax), _base.sanitize(t, mask, axis=ax), ax, mask, dtypes
+
+
+def _rows_not_distributions(ax, mask, *named):
+  """Row flags: any of ``named = (name, x, input_dtype, log_space), ...`` is not a distribution along ``ax``.
+
+  See :func:`jaxloss._base.check_distribution` (the tolerance and the opt-in error naming the argument).
+  """
+  bad = None
+  for name, x, input_dtype, log_space in named:
+    b = _base.check_distribution(name, x, axis=ax, input_dtype=input_dtype, mask=mask, log_space=log_space)
+    bad = b if bad is None else bad | b
+  return bad
 
 
 def _check_log_probabilities(name, logp):
@@ -81,24 +107,35 @@ def _f64(*xs):
   return tuple(np.asarray(x, np.float64) for x in xs)
 
 
+def _rows_of(key, dtype, shape, log=False):
+  """A table of (log-)distributions along the last axis, normalized in float64 when ``dtype`` is float64
+  (else in float32) and then rounded to ``dtype``: correctly rounded rows, which pass the distribution check."""
+  wide = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+  x = jax.random.normal(key, shape, jnp.float32).astype(wide)
+  return (jax.nn.log_softmax(x, axis=-1) if log else jax.nn.softmax(x, axis=-1)).astype(dtype)
+
+
 def _sample_rows(key, dtype, shape=(4, 5)):
   """Two probability tables, rows along the last axis."""
   k1, k2 = jax.random.split(key)
-  p = jax.nn.softmax(jax.random.normal(k1, shape, jnp.float32), axis=-1).astype(dtype)
-  t = jax.nn.softmax(jax.random.normal(k2, shape, jnp.float32), axis=-1).astype(dtype)
-  return p, t
+  return _rows_of(k1, dtype, shape), _rows_of(k2, dtype, shape)
 
 
 def _sample_log_rows(key, dtype, shape=(4, 5)):
   k1, k2 = jax.random.split(key)
-  lp = jax.nn.log_softmax(jax.random.normal(k1, shape, jnp.float32), axis=-1).astype(dtype)
-  lt = jax.nn.log_softmax(jax.random.normal(k2, shape, jnp.float32), axis=-1).astype(dtype)
-  return lp, lt
+  return _rows_of(k1, dtype, shape, log=True), _rows_of(k2, dtype, shape, log=True)
 
 
 def _sample_log_pred_and_probs(key, dtype, shape=(4, 5)):
-  lp, lt = _sample_log_rows(key, jnp.float32, shape)
-  return lp.astype(dtype), jnp.exp(lt).astype(dtype)
+  k1, k2 = jax.random.split(key)
+  return _rows_of(k1, dtype, shape, log=True), _rows_of(k2, dtype, shape)
+
+
+# Columns that are distributions (for the axis=0 edge cases of the row-wise losses).
+_COLS_P = np.array([[0.5, 0.0, 0.25], [0.3, 0.1, 0.25], [0.2, 0.9, 0.5]])
+_COLS_T = np.array([[0.2, 0.0, 0.6], [0.7, 0.5, 0.15], [0.1, 0.5, 0.25]])
+with np.errstate(divide="ignore"):
+  _LOG_COLS_P, _LOG_COLS_T = np.log(_COLS_P), np.log(_COLS_T)
 
 
 def _sample_binary(key, dtype, shape=(4, 3)):
@@ -108,15 +145,7 @@ def _sample_binary(key, dtype, shape=(4, 3)):
   return p, y
 
 
-def _xlog1my(x, y):
-  """``(1 - x) log(1 - y)`` as ``(1 - x) log1p(-y)`` (accurate for small ``x, y``).
-
-  The 0 log 0 convention of :func:`jaxloss._base.xlogy` applied to ``1 - x``
-  and ``1 - y``: at ``x = y = 1`` the value and both derivatives are 0.
-  """
-  both_one = (x == 1) & (y == 1)
-  safe_y = jnp.where(both_one, jnp.zeros_like(y), y)
-  return (1.0 - x) * jnp.log1p(-safe_y)
+_xlog1my = _base.xlog1my  # (1 - x) log1p(-y), 0 at x = y = 1
 
 
 def _dxlogx(x):
@@ -126,6 +155,14 @@ def _dxlogx(x):
 
 def _both_zero(x, y):
   return (x == 0) & (y == 0)
+
+
+def _nan_unless_distributions(out, axis, *rows):
+  """Reference-side domain: NaN where a row of ``rows`` (float64 probabilities) does not sum to 1 (1e-9)."""
+  ok = np.ones(np.shape(out), bool)
+  for r in rows:
+    ok &= np.abs(np.sum(r, axis=axis) - 1.0) <= 1e-9
+  return np.where(ok, out, np.nan)
 
 
 def _scipy_special():
@@ -154,6 +191,9 @@ def entropy(
   Args:
     probs: floating array of probabilities in ``[0, 1]``, rows along ``axis``.
     axis: the axis holding the distribution.
+      Each row must be a distribution (log-probabilities: ``exp`` of the row sums
+      to 1) within the tolerance stated in :mod:`jaxloss._information`; any
+      other row is NaN (opt-in error naming the argument).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
 
   Returns:
@@ -163,11 +203,13 @@ def entropy(
     Shannon, `A Mathematical Theory of Communication
     <https://doi.org/10.1002/j.1538-7305.1948.tb01338.x>`_, 1948.
   """
+  input_dtype = _base._dtype_of(probs)  # pylint: disable=protected-access
   p, _ = _base.as_predictions("probs", probs)
   ax, mask = _rowwise_setup(p, axis, where)
   p = _base.sanitize(p, mask, axis=ax)
   bad = _base.check_probabilities("probs", p)
   loss = _row_loss(-_base.xlogx(p), bad, ax)
+  loss = _base.nan_where(_rows_not_distributions(ax, mask, ("probs", p, input_dtype, False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -177,7 +219,8 @@ def _entropy_dp(p, axis=-1):
 
 
 def _entropy_reference(p, axis=-1):
-  return np.sum(_scipy_special().entr(_f64(p)[0]), axis=axis)
+  (p,) = _f64(p)
+  return _nan_unless_distributions(np.sum(_scipy_special().entr(p), axis=axis), axis, p)
 
 
 ENTROPY = LossSpec(
@@ -191,8 +234,10 @@ ENTROPY = LossSpec(
     edge_cases=(
         EdgeCase((np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]),),
                  "one-hot, zeros in the row, uniform"),
+        EdgeCase((_COLS_P,), "distributions along axis 0, a zero", config={"axis": 0}),
+        EdgeCase((np.array([[0.5, 0.25, 0.0], [0.5, 0.5, 0.5]]),), "rows summing to 0.75 and 1.5", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge cases above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"-\sum_i p_i \log p_i",
     domain="p in [0, 1]",
@@ -247,8 +292,9 @@ def _binary_entropy_dp(p):
 
 def _binary_entropy_reference(p):
   (p,) = _f64(p)
-  sp = _scipy_special()
-  return sp.entr(p) + sp.entr(1.0 - p)
+  with np.errstate(invalid="ignore"):  # -(1 - p) log1p(-p): the rounded 1 - p is not used (issue 13)
+    rest = np.where(p == 1, 0.0, -(1.0 - p) * np.log1p(-np.where(p == 1, 0.0, p)))
+  return _scipy_special().entr(p) + rest
 
 
 BINARY_ENTROPY = LossSpec(
@@ -297,6 +343,9 @@ def cross_entropy(
     probs: floating array of probabilities in ``[0, 1]``, rows along ``axis``.
     target_probs: floating array of the same shape, in ``[0, 1]``.
     axis: the axis holding the distributions.
+      Each row must be a distribution (log-probabilities: ``exp`` of the row sums
+      to 1) within the tolerance stated in :mod:`jaxloss._information`; any
+      other row is NaN (opt-in error naming the argument).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
 
   Returns:
@@ -305,9 +354,11 @@ def cross_entropy(
   References:
     Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3.
   """
-  p, t, ax, mask = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
+  p, t, ax, mask, dts = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("target_probs", t)
   loss = _row_loss(-_base.xlogy(t, p), bad, ax)
+  loss = _base.nan_where(
+      _rows_not_distributions(ax, mask, ("probs", p, dts[0], False), ("target_probs", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -323,7 +374,7 @@ def _cross_entropy_dt(p, t, axis=-1):
 
 def _cross_entropy_reference(p, t, axis=-1):
   p, t = _f64(p, t)
-  return -np.sum(_scipy_special().xlogy(t, p), axis=axis)
+  return _nan_unless_distributions(-np.sum(_scipy_special().xlogy(t, p), axis=axis), axis, p, t)
 
 
 CROSS_ENTROPY = LossSpec(
@@ -337,8 +388,11 @@ CROSS_ENTROPY = LossSpec(
     edge_cases=(
         EdgeCase((np.array([[0.7, 0.3, 0.0], [0.2, 0.0, 0.8]]), np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.5]])),
                  "zero targets on zero probabilities (0 log 0)"),
+        EdgeCase((_COLS_P, _COLS_T), "distributions along axis 0, 0 log 0", config={"axis": 0}),
+        EdgeCase((np.array([[0.2, 0.3, 0.5], [0.2, 0.2, 0.2]]), np.array([[0.5, 0.0, 0.0], [0.2, 0.3, 0.5]])),
+                 "a row of either argument not summing to 1", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge cases above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"-\sum_i t_i \log p_i",
     domain="p, t in [0, 1]",
@@ -375,11 +429,17 @@ def kl_divergence(
   where the :math:`-\ell_i` term is taken as 0 when :math:`t_i = 0` and
   :math:`\ell_i = -\infty` (0 log 0 convention). A zero target contributes 0
   to the value even where :math:`\ell_i = -\infty` (optax gives NaN there).
+  Unlike optax, a row that is not a distribution is NaN (optax returns a
+  number, e.g. -0.194 for targets summing to 0.30); for unnormalized measures
+  use :func:`generalized_kl_divergence`.
 
   Args:
     log_predictions: floating array of log-probabilities (``<= 0``).
     targets: floating array of the same shape, probabilities in ``[0, 1]``.
     axis: the axis holding the distributions.
+      Each row must be a distribution (log-probabilities: ``exp`` of the row sums
+      to 1) within the tolerance stated in :mod:`jaxloss._information`; any
+      other row is NaN (opt-in error naming the argument).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
 
   Returns:
@@ -389,10 +449,12 @@ def kl_divergence(
     Kullback and Leibler, `On Information and Sufficiency
     <https://doi.org/10.1214/aoms/1177729694>`_, Ann. Math. Statist., 1951.
   """
-  lp, t, ax, mask = _rowwise_pair_inputs("log_predictions", log_predictions, "targets", targets, axis, where)
+  lp, t, ax, mask, dts = _rowwise_pair_inputs("log_predictions", log_predictions, "targets", targets, axis, where)
   _check_log_probabilities("log_predictions", lp)
   _base.check_probabilities("targets", t)
   loss = _kl(lp, t, ax)
+  loss = _base.nan_where(
+      _rows_not_distributions(ax, mask, ("log_predictions", lp, dts[0], True), ("targets", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -449,7 +511,7 @@ def _kl_dt(lp, t, axis=-1):
 
 def _kl_reference(lp, t, axis=-1):
   lp, t = _f64(lp, t)
-  return np.sum(_scipy_special().rel_entr(t, np.exp(lp)), axis=axis)
+  return _nan_unless_distributions(np.sum(_scipy_special().rel_entr(t, np.exp(lp)), axis=axis), axis, np.exp(lp), t)
 
 
 KL_DIVERGENCE = LossSpec(
@@ -464,8 +526,11 @@ KL_DIVERGENCE = LossSpec(
         EdgeCase((np.array([[-np.inf, np.log(0.25), np.log(0.75)], [np.log(0.5), np.log(0.25), np.log(0.25)]]),
                   np.array([[0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])),
                  "zero targets, with -inf log-predictions on them"),
+        EdgeCase((_LOG_COLS_P, _COLS_T), "distributions along axis 0, a zero target on -inf", config={"axis": 0}),
+        EdgeCase((np.log(np.array([[0.1132, 0.5477, 0.3390]])), np.array([[0.1541, 0.0511, 0.0947]])),
+                 "targets summing to 0.30 (issue 13: was -0.194)", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge cases above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"\sum_i t_i (\log t_i - \log p_i)",
     domain="log p <= 0; t in [0, 1]",
@@ -503,11 +568,16 @@ def kl_divergence_with_log_targets(
   A target with :math:`s_i = -\infty` (probability 0) contributes 0 to the
   value and its derivative is 0 (the limit of :math:`e^s(1 + s - \ell)`),
   even where :math:`\ell_i = -\infty` too (optax gives NaN there).
+  Unlike optax, a row whose ``exp`` does not sum to 1 is NaN (see the module
+  docstring for the tolerance).
 
   Args:
     log_predictions: floating array of log-probabilities (``<= 0``).
     log_targets: floating array of the same shape, log-probabilities.
     axis: the axis holding the distributions.
+      Each row must be a distribution (log-probabilities: ``exp`` of the row sums
+      to 1) within the tolerance stated in :mod:`jaxloss._information`; any
+      other row is NaN (opt-in error naming the argument).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
 
   Returns:
@@ -517,11 +587,15 @@ def kl_divergence_with_log_targets(
     Kullback and Leibler, `On Information and Sufficiency
     <https://doi.org/10.1214/aoms/1177729694>`_, Ann. Math. Statist., 1951.
   """
-  lp, lt, ax, mask = _rowwise_pair_inputs("log_predictions", log_predictions, "log_targets", log_targets, axis, where)
+  lp, lt, ax, mask, dts = _rowwise_pair_inputs("log_predictions", log_predictions, "log_targets", log_targets, axis,
+                                               where)
   # The checkify checks name each argument; the NaN flags are computed in the value pass.
   _check_log_probabilities("log_predictions", lp)
   _check_log_probabilities("log_targets", lt)
   loss = _kl_log(lp, lt, ax)
+  loss = _base.nan_where(
+      _rows_not_distributions(ax, mask, ("log_predictions", lp, dts[0], True), ("log_targets", lt, dts[1], True)),
+      loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -549,7 +623,8 @@ def _kl_log_dlt(lp, lt, axis=-1):
 
 def _kl_log_reference(lp, lt, axis=-1):
   lp, lt = _f64(lp, lt)
-  return np.sum(_scipy_special().rel_entr(np.exp(lt), np.exp(lp)), axis=axis)
+  p, t = np.exp(lp), np.exp(lt)
+  return _nan_unless_distributions(np.sum(_scipy_special().rel_entr(t, p), axis=axis), axis, p, t)
 
 
 KL_DIVERGENCE_WITH_LOG_TARGETS = LossSpec(
@@ -564,14 +639,129 @@ KL_DIVERGENCE_WITH_LOG_TARGETS = LossSpec(
         EdgeCase((np.array([[-np.inf, np.log(0.25), np.log(0.75)], [np.log(0.5), np.log(0.25), np.log(0.25)]]),
                   np.array([[-np.inf, np.log(0.5), np.log(0.5)], [-np.inf, -np.inf, 0.0]])),
                  "zero targets (-inf log targets), also on -inf log-predictions"),
+        EdgeCase((_LOG_COLS_P, _LOG_COLS_T), "distributions along axis 0, -inf on -inf", config={"axis": 0}),
+        EdgeCase((np.log(np.array([[0.2, 0.3, 0.5], [0.5, 0.5, 0.5]])), np.log(np.array([[0.1, 0.1, 0.1], [0.2, 0.3, 0.5]]))),
+                 "log targets / log-predictions whose exp does not sum to 1", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge cases above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"\sum_i e^{s_i} (s_i - \ell_i)",
     domain="log p <= 0; log t <= 0",
     float_argnums=(0, 1),
     optax_peer=optax_loss("kl_divergence_with_log_targets"),
     naive=lambda lp, lt, axis=-1: jnp.sum(jnp.exp(lt) * (lt - lp), axis=axis),
+)
+
+
+# --------------------------------------------------------------------------
+# generalized KL divergence (unnormalized measures; optax semantics)
+# --------------------------------------------------------------------------
+def generalized_kl_divergence(
+    log_predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""Generalized KL divergence of each row, for unnormalized non-negative measures.
+
+  Same semantics as ``optax.losses.generalized_kl_divergence``: with
+  :math:`\ell_i = \log p_i` (any real; the row need not sum to 1) and
+  targets :math:`t_i \ge 0` (any total mass),
+
+  .. math::
+     D(t \,\|\, p) = \sum_i \bigl[t_i (\log t_i - \ell_i) - t_i + e^{\ell_i}\bigr],
+
+  the Bregman divergence of :math:`f(x) = x \log x - x`: each term is
+  :math:`\ge 0` and 0 iff :math:`t_i = p_i`; on distributions it equals
+  :func:`kl_divergence` (the extra terms sum to 0). Use it where the rows are
+  not distributions (:func:`kl_divergence` makes such rows NaN).
+
+  Derivatives (by hand):
+
+  .. math::
+     \frac{\partial D}{\partial \ell_i} = e^{\ell_i} - t_i, \qquad
+     \frac{\partial D}{\partial t_i} = \mathbf 1[t_i > 0]\,(1 + \log t_i) - \ell_i - 1,
+
+  where the :math:`-\ell_i` term is taken as 0 when :math:`t_i = 0` and
+  :math:`\ell_i = -\infty` (0 log 0 convention, as in :func:`kl_divergence`).
+  A zero target contributes :math:`e^{\ell_i}` (0 at :math:`\ell_i = -\infty`;
+  optax gives NaN there); :math:`t_i > 0 = p_i` gives :math:`+\infty`.
+
+  Args:
+    log_predictions: floating array :math:`\ell = \log p` (any real or ``-inf``).
+    targets: floating array of the same shape, :math:`t \ge 0` (negative or
+      NaN: NaN in that row and a checkify error).
+    axis: the axis that is summed over.
+    weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
+
+  Returns:
+    The reduced loss, or with ``reduction="none"`` one value per row.
+
+  References:
+    Bregman, `The relaxation method of finding the common point of convex sets
+    <https://doi.org/10.1016/0041-5553(67)90040-7>`_, 1967; Boyd and
+    Vandenberghe, *Convex Optimization*, 2004, p. 90.
+  """
+  lp, t, ax, mask, _ = _rowwise_pair_inputs("log_predictions", log_predictions, "targets", targets, axis, where)
+  bad = _base.check_nonnegative("targets", t) | jnp.isnan(lp)
+  safe_lp = jnp.where((t == 0) & (lp == -jnp.inf), jnp.zeros_like(lp), lp)
+  terms = _base.xlogx(t) - t * safe_lp - t + jnp.exp(lp)
+  loss = _row_loss(terms, bad, ax)
+  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _gkl_dlp(lp, t, axis=-1):
+  del axis
+  return jnp.exp(lp) - t
+
+
+def _gkl_dt(lp, t, axis=-1):
+  del axis
+  return _dxlogx(t) - jnp.where((t == 0) & (lp == -jnp.inf), jnp.zeros_like(lp), lp) - 1.0
+
+
+def _gkl_reference(lp, t, axis=-1):
+  lp, t = _f64(lp, t)
+  with np.errstate(invalid="ignore"):
+    out = np.sum(_scipy_special().kl_div(t, np.exp(lp)), axis=axis)  # t log(t / p) - t + p
+  return np.where(np.all(t >= 0, axis=axis), out, np.nan)
+
+
+def _sample_measures(key, dtype, shape=(4, 5)):
+  """Unnormalized measures: log-predictions ~ N(0, 1), targets ~ exp(N(0, 1)) (total mass ~ 8)."""
+  k1, k2 = jax.random.split(key)
+  lp = jax.random.normal(k1, shape, jnp.float32).astype(dtype)
+  t = jnp.exp(jax.random.normal(k2, shape, jnp.float32)).astype(dtype)
+  return lp, t
+
+
+GENERALIZED_KL_DIVERGENCE = LossSpec(
+    name="generalized_kl_divergence",
+    family="information",
+    fn=generalized_kl_divergence,
+    arg_names=("log_predictions", "targets"),
+    grads={0: _gkl_dlp, 1: _gkl_dt},
+    sample=_sample_measures,
+    reference=_gkl_reference,
+    edge_cases=(
+        EdgeCase((np.array([[-np.inf, np.log(2.0), 1.0], [-2.0, 0.5, np.log(3.0)]]),
+                  np.array([[0.0, 2.0, 0.5], [1e-3, 0.0, 3.0]])),
+                 "zero targets (one on -inf), t = p (0), rows of any mass"),
+        EdgeCase((np.array([[-np.inf, 0.0], [30.0, -30.0]]), np.array([[1.0, 1.0], [1e-20, 50.0]])),
+                 "t > 0 = p (+inf), large and tiny measures"),
+        EdgeCase((_LOG_COLS_P, 2.0 * _COLS_T), "along axis 0", config={"axis": 0}),
+        EdgeCase((np.array([[0.0, 1.0]]), np.array([[-1.0, 1.0]])), "a negative target", in_domain=False),
+    ),
+    configs=({},),
+    rowwise=True,
+    formula=r"\sum_i t_i (\log t_i - \ell_i) - t_i + e^{\ell_i}",
+    domain="log p real or -inf; t >= 0 (unnormalized)",
+    float_argnums=(0, 1),
+    optax_peer=optax_loss("generalized_kl_divergence"),
+    naive=lambda lp, t, axis=-1: jnp.sum(t * (jnp.log(t) - lp) - t + jnp.exp(lp), axis=axis),
 )
 
 
@@ -613,6 +803,9 @@ def js_divergence(
     probs: floating array of probabilities in ``[0, 1]``, rows along ``axis``.
     target_probs: floating array of the same shape, in ``[0, 1]``.
     axis: the axis holding the distributions.
+      Each row must be a distribution (log-probabilities: ``exp`` of the row sums
+      to 1) within the tolerance stated in :mod:`jaxloss._information`; any
+      other row is NaN (opt-in error naming the argument).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
 
   Returns:
@@ -622,11 +815,13 @@ def js_divergence(
     Lin, `Divergence measures based on the Shannon entropy
     <https://doi.org/10.1109/18.61115>`_, IEEE Trans. Inf. Theory, 1991.
   """
-  p, t, ax, mask = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
+  p, t, ax, mask, dts = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("target_probs", t)
   m = 0.5 * (p + t)
   terms = 0.5 * _base.xlogx(p) + 0.5 * _base.xlogx(t) - _base.xlogx(m)
   loss = _row_loss(terms, bad, ax)
+  loss = _base.nan_where(
+      _rows_not_distributions(ax, mask, ("probs", p, dts[0], False), ("target_probs", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -643,7 +838,7 @@ def _js_reference(p, t, axis=-1):
   p, t = _f64(p, t)
   m = 0.5 * (p + t)
   rel = _scipy_special().rel_entr
-  return np.sum(0.5 * rel(p, m) + 0.5 * rel(t, m), axis=axis)
+  return _nan_unless_distributions(np.sum(0.5 * rel(p, m) + 0.5 * rel(t, m), axis=axis), axis, p, t)
 
 
 JS_DIVERGENCE = LossSpec(
@@ -655,10 +850,13 @@ JS_DIVERGENCE = LossSpec(
     sample=_sample_rows,
     reference=_js_reference,
     edge_cases=(
-        EdgeCase((np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]]), np.array([[0.0, 1.0], [0.5, 0.5], [0.0, 1.0]])),
-                 "disjoint supports (log 2), equal rows (0), zeros"),
+        EdgeCase((np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]), np.array([[0.0, 1.0], [0.5, 0.5], [0.0, 1.0]])),
+                 "disjoint supports (log 2), equal rows (0), zeros on zeros"),
+        EdgeCase((_COLS_P, _COLS_T), "distributions along axis 0, zeros", config={"axis": 0}),
+        EdgeCase((np.array([[0.2, 0.3, 0.5], [0.2, 0.2, 0.2]]), np.array([[0.5, 0.0, 0.0], [0.2, 0.3, 0.5]])),
+                 "a row of either argument not summing to 1", in_domain=False),
     ),
-    configs=({}, {"axis": 0}),
+    configs=({},),  # axis=0: the edge cases above (a sample's columns are not distributions)
     rowwise=True,
     formula=r"\tfrac12\mathrm{KL}(p\|m) + \tfrac12\mathrm{KL}(t\|m),\ m = \tfrac12(p + t)",
     domain="p, t in [0, 1]",
@@ -747,8 +945,11 @@ def _binary_kl_dy(p, y):
 
 def _binary_kl_reference(p, y):
   p, y = _f64(p, y)
-  rel = _scipy_special().rel_entr
-  return rel(y, p) + rel(1.0 - y, 1.0 - p)
+  # (1 - y) log((1 - y) / (1 - p)) with log1p: the rounded 1 - y, 1 - p are not used (issue 13)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    rest = (1.0 - y) * (np.log1p(-np.minimum(y, 1.0)) - np.log1p(-np.minimum(p, 1.0)))
+  rest = np.where(y == 1, 0.0, np.where(p == 1, np.inf, rest))
+  return _scipy_special().rel_entr(y, p) + rest
 
 
 BINARY_KL_DIVERGENCE = LossSpec(
@@ -975,6 +1176,7 @@ SPECS = (
     CROSS_ENTROPY,
     KL_DIVERGENCE,
     KL_DIVERGENCE_WITH_LOG_TARGETS,
+    GENERALIZED_KL_DIVERGENCE,
     JS_DIVERGENCE,
     BINARY_KL_DIVERGENCE,
     CONTINUOUS_BERNOULLI_NLL,

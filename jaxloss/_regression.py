@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _base
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
@@ -256,7 +257,8 @@ def huber_loss(
   d = _option(delta, p.dtype)
   r = p - t
   abs_r = _abs(r)
-  loss = _base.nan_if(bad_option, jnp.where(abs_r <= d, 0.5 * jnp.square(r), d * (abs_r - 0.5 * d)))
+  # (0.5 r) r, not 0.5 r^2: r^2 overflows for |r| in (1.8e19, 2.6e19) in float32 where the loss is finite.
+  loss = _base.nan_if(bad_option, jnp.where(abs_r <= d, (0.5 * r) * r, d * (abs_r - 0.5 * d)))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -361,7 +363,11 @@ def smooth_l1_loss(
   # beta = 0 never takes the quadratic branch; a safe divisor keeps 1/0 out of
   # the (unselected) branch's derivative.
   safe_b = jnp.where(b > 0, b, jnp.ones_like(b))
-  loss = _base.nan_if(bad_option, jnp.where(quadratic, 0.5 * jnp.square(r) / safe_b, abs_r - 0.5 * b))
+  # r (r / beta) / 2, not r^2 / (2 beta): |r / beta| < 1 in the quadratic branch, so nothing overflows
+  # where the loss is finite (r^2 does for |r| > 1.8e19 in float32); r is zeroed outside that branch so
+  # that its unselected value cannot overflow either.
+  rq = jnp.where(quadratic, r, jnp.zeros_like(r))
+  loss = _base.nan_if(bad_option, jnp.where(quadratic, (0.5 * rq) * (rq / safe_b), abs_r - 0.5 * b))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -687,7 +693,10 @@ def poisson_nll(
      \partial_r \ell = e^r - y, \qquad \partial_r^2 \ell = e^r, \qquad
      \partial_y \ell = -r \;\;[+\, \psi(y + 1) \text{ if } \texttt{full}],
 
-  with :math:`\psi` the digamma function.
+  with :math:`\psi` the digamma function. A zero rate (:math:`r = -\infty`)
+  gives 0 for a zero count (the certain outcome; :math:`y r` is taken as 0
+  there, value and :math:`\partial_y`, as in the 0 log 0 convention) and
+  :math:`+\infty` for a positive one.
 
   **Rate input** (``log_input=False``, as PyTorch's ``PoissonNLLLoss``): the
   first argument is the rate :math:`\lambda \ge 0` itself (e.g. the output of
@@ -731,7 +740,8 @@ def poisson_nll(
   bad = ~(t >= 0)
   _base.runtime_check(~bad, "poisson_nll: targets must be non-negative counts; got min {m}.", m=_base.value_min(t))
   if log_input:
-    loss = jnp.exp(r) - t * r
+    # A zero count at a zero rate (r = -inf) is certain: 0, not 0 * (-inf) = NaN (the 0 log 0 convention).
+    loss = jnp.exp(r) - t * jnp.where((t == 0) & (r == -jnp.inf), jnp.zeros_like(r), r)
   else:
     loss, bad_rate = _poisson_rate_nll(r, t)
     bad = bad | bad_rate
@@ -766,7 +776,7 @@ def _poisson_dr(r, y, full=False, log_input=True):
 
 def _poisson_dy(r, y, full=False, log_input=True):
   if log_input:
-    d = -r
+    d = -jnp.where((y == 0) & (r == -jnp.inf), jnp.zeros_like(r), r)  # 0 log 0 convention at r = -inf
   else:
     d = -jnp.log(jnp.where((y == 0) & (r == 0), jnp.ones_like(r), r))
   if full:
@@ -792,7 +802,7 @@ def _poisson_reference(r, y, full=False, log_input=True):
           scipy.special.gammaln(y + 1.0))
     out = np.where(r < 0, np.nan, out)
     return out if full else out - scipy.special.gammaln(y + 1.0)
-  out = np.exp(r) - y * r
+  out = np.exp(r) - np.where((y == 0) & (r == -np.inf), 0.0, y * r)
   if full:
     out = out + scipy.special.gammaln(y + 1.0)
   return out
@@ -816,6 +826,8 @@ POISSON_NLL = LossSpec(
     reference=_poisson_reference,
     edge_cases=(
         EdgeCase((np.array([-30.0, 0.0, 20.0]), np.array([0.0, 0.0, 0.0])), "zero counts"),
+        EdgeCase((np.array([-np.inf, -np.inf, 1.0]), np.array([0.0, 2.0, 0.0])),
+                 "zero rate: 0 for a zero count (was 0 * inf = NaN), +inf otherwise"),
         EdgeCase((np.array([-5.0, 3.0, 0.5]), np.array([40.0, 7.0, 0.5])), "large and fractional counts"),
         EdgeCase((np.array([-5.0, 3.0, 0.5]), np.array([0.0, 7.0, 0.5])), "with log y!", config={"full": True}),
         EdgeCase((np.array([0.5, 2.0, 1e-3, 40.0, 3.0]), np.array([0.0, 1.0, 2.0, 35.0, 3.0])),
@@ -838,6 +850,75 @@ POISSON_NLL = LossSpec(
 # Gaussian NLL
 # --------------------------------------------------------------------------
 _HALF_LOG_2PI = float(0.5 * np.log(2.0 * np.pi))
+
+
+def _exp_neg_quarter(s, r):
+  """``e^{-s/4}``, and 1 where ``r == 0``.
+
+  ``r^2 e^{-s}`` is evaluated as ``((r e) e)^2`` and ``r e^{-s}`` as ``(((r e) e) e) e`` with
+  ``e = e^{-s/4}``: every partial product lies between ``r`` and the result, so nothing overflows
+  or underflows unless the result does (``e^{-s}`` alone overflows for ``s < -88.7`` in float32
+  and would meet an underflowed ``r^2`` as ``0 * inf``). ``e`` itself overflows only for
+  ``s < -355`` (float32), where the result overflows for any nonzero ``r``; at ``r = 0`` ``e`` is
+  replaced by 1, so the product is exactly 0 (and its derivatives finite).
+  """
+  return jnp.where(r == 0, jnp.ones_like(s), jnp.exp(-0.25 * s))
+
+
+@jax.custom_jvp
+def _gaussian_var_core(r, v):
+  r"""``(log v + r^2 / v) / 2`` with the closed-form derivatives ``-r / v`` (mean) and
+  ``(1 / v - (r / v)^2) / 2`` (variance).
+
+  Autodiff of ``r^2 / v`` forms ``-r^2 v^{-2}``, where ``v^{-2}`` overflows for ``v < 1e-19``
+  (float32) and meets ``r = 0`` as ``0 * inf = NaN`` (true value ``1 / (2v)``). The value is
+  ``(r / sqrt(v))^2``, which overflows only where the loss does.
+  """
+  return 0.5 * (jnp.log(v) + jnp.square(r / jnp.sqrt(v)))
+
+
+def _gaussian_var_core_jvp(primals, tangents):
+  (r, v), (dr, dv) = primals, tangents
+  out = _gaussian_var_core(r, v)
+  w = r / v
+  return out, _tangent_sum(out, (w, dr), (lambda: 0.5 * (1.0 / v - jnp.square(w)), dv))
+
+
+def _tangent_sum(out, *terms):
+  """``sum(coefficient * tangent)`` over ``(coefficient, tangent)`` pairs, skipping symbolic-zero tangents.
+
+  A coefficient may be a thunk (computed only when needed). Skipping matters beyond speed: a derivative
+  that overflows (``-inf`` in one argument) must not turn ``grad`` with respect to another argument into
+  NaN through ``inf * 0``.
+  """
+  total = jnp.zeros_like(out)
+  for coef, tangent in terms:
+    if isinstance(tangent, SymbolicZero):
+      continue
+    total = total + (coef() if callable(coef) else coef) * tangent
+  return total
+
+
+_gaussian_var_core.defjvp(_gaussian_var_core_jvp, symbolic_zeros=True)
+
+
+@jax.custom_jvp
+def _gaussian_log_var_core(r, s):
+  r"""``(s + r^2 e^{-s}) / 2`` with the closed-form derivatives ``r e^{-s}`` (in r) and
+  ``(1 - r^2 e^{-s}) / 2`` (in s), products in quarter steps (:func:`_exp_neg_quarter`)."""
+  e = _exp_neg_quarter(s, r)
+  return 0.5 * (s + jnp.square((r * e) * e))
+
+
+def _gaussian_log_var_core_jvp(primals, tangents):
+  (r, s), (dr, ds) = primals, tangents
+  out = _gaussian_log_var_core(r, s)
+  e = _exp_neg_quarter(s, r)
+  q = (r * e) * e  # r e^{-s/2}
+  return out, _tangent_sum(out, (lambda: (q * e) * e, dr), (lambda: 0.5 * (1.0 - jnp.square(q)), ds))
+
+
+_gaussian_log_var_core.defjvp(_gaussian_log_var_core_jvp, symbolic_zeros=True)
 
 
 def gaussian_nll(
@@ -872,6 +953,19 @@ def gaussian_nll(
      \partial_v \ell = \frac12\Bigl(\frac1v - \frac{r^2}{v^2}\Bigr), \qquad
      \partial_s \ell = \frac12\bigl(1 - r^2 e^{-s}\bigr).
 
+  Numerics: the loss and these derivatives are evaluated as written above,
+  never through :math:`r^2/v^2` or :math:`r^2` times :math:`e^{-s}`, whose
+  factors underflow to 0 and overflow while the result is finite (autodiff of
+  :math:`r^2 / v` forms :math:`r^2 v^{-2}`: ``0 * inf = NaN`` at :math:`r = 0`
+  for any :math:`v < 10^{-19}` in float32, where the true
+  :math:`\partial_v \ell = 1/(2v)`). With the variance: :math:`(r/\sqrt v)^2`,
+  :math:`r/v` and :math:`\tfrac12(1/v - (r/v)^2)`. With the log-variance:
+  :math:`r e^{-s} = (((r e) e) e) e` and :math:`r^2 e^{-s} = ((r e) e)^2` with
+  :math:`e = e^{-s/4}` (taken as 1 at :math:`r = 0`), whose partial products
+  lie between :math:`r` and the result; so a value or derivative overflows
+  only where it is truly beyond the dtype's range (for a variance below the
+  smallest normal number, 1.2e-38 in float32, :math:`1/v` itself is past it).
+
   ``variance`` must have the same shape as ``mean`` (no broadcasting) and must
   be :math:`> 0`: elements with :math:`v \le 0` (or NaN) are NaN and raise under
   checkify. There is no hidden clamp (PyTorch's ``GaussianNLLLoss`` clamps
@@ -904,16 +998,16 @@ def gaussian_nll(
   _base.check_same_shape("mean", mu, var_name, v)
   mu = _base.sanitize(mu, mask)
   t = _base.sanitize(t, mask)
-  r2 = jnp.square(t - mu)
+  r = t - mu
   if log_variance:
     s = _base.sanitize(v, mask)
-    loss = 0.5 * (s + r2 * jnp.exp(-s))
+    loss = _gaussian_log_var_core(r, s)
   else:
     v = _base.sanitize(v, mask, fill=1.0)
     bad = ~(v > 0)
     _base.runtime_check(~bad, "gaussian_nll: variance must be > 0; got min {m}.", m=_base.value_min(v))
     safe_v = jnp.where(bad, jnp.ones_like(v), v)
-    loss = _base.nan_where(bad, 0.5 * (jnp.log(safe_v) + r2 / safe_v))
+    loss = _base.nan_where(bad, _gaussian_var_core(r, safe_v))
   if full:
     loss = loss + _HALF_LOG_2PI
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -921,8 +1015,11 @@ def gaussian_nll(
 
 def _gaussian_dmu(mu, y, v, log_variance=False, full=False):
   del full
-  var = jnp.exp(v) if log_variance else v
-  return (mu - y) / var
+  if log_variance:  # (mu - y) e^{-s} in quarter steps (see _exp_neg_quarter)
+    r = mu - y
+    e = _exp_neg_quarter(v, r)
+    return (((r * e) * e) * e) * e
+  return (mu - y) / v
 
 
 def _gaussian_dy(mu, y, v, log_variance=False, full=False):
@@ -931,18 +1028,23 @@ def _gaussian_dy(mu, y, v, log_variance=False, full=False):
 
 def _gaussian_dv(mu, y, v, log_variance=False, full=False):
   del full
-  r2 = jnp.square(y - mu)
-  if log_variance:
-    return 0.5 * (1.0 - r2 * jnp.exp(-v))
-  return 0.5 * (1.0 / v - r2 / jnp.square(v))
+  r = y - mu
+  if log_variance:  # (1 - (r e^{-s/2})^2) / 2
+    e = _exp_neg_quarter(v, r)
+    return 0.5 * (1.0 - jnp.square((r * e) * e))
+  return 0.5 * (1.0 / v - jnp.square(r / v))  # (r / v)^2, not r^2 / v^2 (v^2 underflows: 0 / 0)
 
 
 def _gaussian_reference(mu, y, v, log_variance=False, full=False):
   import scipy.stats  # pylint: disable=g-import-not-at-top
 
   mu, y, v = _f64(mu, y, v)
-  var = np.exp(v) if log_variance else v
-  out = -scipy.stats.norm.logpdf(y, loc=mu, scale=np.sqrt(var))
+  if log_variance:  # r^2 e^{-s} as exp(2 log|r| - s) (0 at r = 0): no 0 * inf where e^{-s} overflows
+    with np.errstate(divide="ignore"):
+      scaled = np.where(y == mu, 0.0, np.exp(2.0 * np.log(np.abs(y - mu)) - v))
+    out = 0.5 * (v + scaled) + 0.5 * np.log(2.0 * np.pi)
+  else:
+    out = -scipy.stats.norm.logpdf(y, loc=mu, scale=np.sqrt(v))
   if not full:
     out = out - 0.5 * np.log(2.0 * np.pi)
   return out
@@ -975,6 +1077,11 @@ GAUSSIAN_NLL = LossSpec(
                  "tiny and large variances"),
         EdgeCase((np.array([0.0, 1.0, -2.0]), np.array([0.0, 4.0, 5.0]), np.array([-20.0, 0.0, 20.0])),
                  "extreme log-variances", config={"log_variance": True}),
+        # issue 13: r^2 e^{-s} as 0 * inf (e^{800} overflows in every dtype), and r^2 (3e-27) against
+        # e^{-s} overflowing (e^{100} in float32) while r^2 e^{-s} = 9e16 and r e^{-s} = 1.5e30 are finite
+        # (r = 2^-44 is 0 in float16).
+        EdgeCase((np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.0, 2.0**-44]), np.array([-800.0, -100.0, -100.0])),
+                 "zero / tiny residuals at huge precisions (0 * inf)", config={"log_variance": True}),
     ),
     configs=({}, {"log_variance": True}, {"full": True}, {"log_variance": True, "full": True}),
     formula=r"\tfrac12\bigl(\log v + (y - \mu)^2 / v\bigr) \ [+ \tfrac12\log 2\pi]",

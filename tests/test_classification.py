@@ -584,13 +584,18 @@ def test_int_ce_vmap_forward_mode_and_reverse_agree():
 # categorical cross-entropy, focal, hinge
 # --------------------------------------------------------------------------
 def test_categorical_ce_zeros_and_no_renormalization():
-  p = np.array([[0.0, 0.25, 0.75], [0.2, 0.2, 0.2]])  # second row sums to 0.6: used as given
+  p = np.array([[0.0, 0.25, 0.75], [0.2, 0.2, 0.6]])
   y = np.array([[0.0, 0.5, 0.5], [0.5, 0.5, 0.0]])
   val, (gp, gy) = _jvg(_sum_none(C.categorical_cross_entropy), argnums=(0, 1))(p, y)
   expected = -(0.5 * np.log(0.25) + 0.5 * np.log(0.75)) - np.log(0.2)
   np.testing.assert_allclose(float(val), expected, rtol=1e-15)
   np.testing.assert_allclose(np.asarray(gp), [[0.0, -2.0, -0.5 / 0.75], [-2.5, -2.5, 0.0]], rtol=1e-15)
-  np.testing.assert_allclose(np.asarray(gy), [[0.0, -np.log(0.25), -np.log(0.75)], [-np.log(0.2)] * 3], rtol=1e-15)
+  np.testing.assert_allclose(np.asarray(gy), [[0.0, -np.log(0.25), -np.log(0.75)], -np.log([0.2, 0.2, 0.6])],
+                             rtol=1e-15)
+  # a row summing to 0.6 is not renormalized: it is refused (NaN), and so are labels summing to 0.5 (issue 13)
+  short = np.asarray(C.categorical_cross_entropy(np.array([[0.2, 0.2, 0.2], [0.2, 0.2, 0.6]]),
+                                                 np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.0]]), reduction="none"))
+  assert np.isnan(short).all()
   bad = np.asarray(C.categorical_cross_entropy(np.array([[1.2, -0.2], [0.5, 0.5]]), np.array([[1.0, 0.0]] * 2),
                                                reduction="none"))
   assert np.isnan(bad[0]) and bad[1] == pytest.approx(np.log(2.0))

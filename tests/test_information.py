@@ -103,6 +103,9 @@ def test_kl_log_targets_zero_targets_and_infinite_rows():
   lt[1, 2] = -np.inf                        # zero target: contributes 0
   lt[2, 0] = -np.inf; lp[2, 0] = -np.inf    # zero target on a zero prediction: still 0
   lp[3, 4] = -np.inf                        # positive target on a zero prediction: +inf
+  # renormalized after the zeros (rows must stay distributions; float64 so that float32 rounds them correctly)
+  lp -= np.log(np.sum(np.exp(lp), axis=-1, keepdims=True))
+  lt -= np.log(np.sum(np.exp(lt), axis=-1, keepdims=True))
   with np.errstate(invalid="ignore", divide="ignore"):
     ref = np.sum(np.where(lt == -np.inf, 0.0, np.exp(lt) * (lt - lp)), axis=-1)
   assert ref[3] == np.inf and np.all(np.isfinite(np.delete(ref, 3)))
@@ -231,14 +234,17 @@ def test_continuous_bernoulli_targets_outside_unit_interval_are_nan_and_raise():
 # --------------------------------------------------------------------------
 # run-time value errors
 # --------------------------------------------------------------------------
+_LH = float(np.log(0.5))  # log-rows must be log-distributions (issue 13): log 0.5 twice
+
+
 @pytest.mark.parametrize("name,args,arg_name", [
     ("entropy", (jnp.array([[0.5, 0.5], [0.5, 1.5]]),), "probs"),
     ("binary_entropy", (jnp.array([[0.5, 0.5], [0.5, -0.5]]),), "probs"),
     ("cross_entropy", (jnp.array([[0.5, 0.5], [0.5, 0.5]]), jnp.array([[0.5, 0.5], [2.0, -1.0]])), "target_probs"),
     ("js_divergence", (jnp.array([[0.5, 0.5], [jnp.nan, 0.5]]), jnp.array([[0.5, 0.5], [0.5, 0.5]])), "probs"),
-    ("kl_divergence", (jnp.array([[-0.7, -0.7], [0.1, -0.7]]), jnp.array([[0.5, 0.5], [0.5, 0.5]])),
+    ("kl_divergence", (jnp.array([[_LH, _LH], [0.1, _LH]]), jnp.array([[0.5, 0.5], [0.5, 0.5]])),
      "log_predictions"),
-    ("kl_divergence_with_log_targets", (jnp.array([[-0.7, -0.7], [-0.7, -0.7]]), jnp.array([[-0.7, -0.7], [0.3, -1.0]])),
+    ("kl_divergence_with_log_targets", (jnp.array([[_LH, _LH], [_LH, _LH]]), jnp.array([[_LH, _LH], [0.3, -1.0]])),
      "log_targets"),
     ("binary_kl_divergence", (jnp.array([[0.5, 0.5], [0.5, 0.5]]), jnp.array([[0.5, 0.5], [1.2, 0.5]])), "labels"),
 ])

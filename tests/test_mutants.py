@@ -181,6 +181,103 @@ MUTANTS = [
 ]
 
 
+# ===========================================================================================================
+# issue 13, items 2-4 (helper i13-faults): the pre-fix versions, kept as mutants. Entries only; nothing above
+# is changed. Value-only faults of items 3-4 (log(1 - p) on a rounded 1 - p, rows that are not distributions,
+# r^2 overflowing in huber/smooth_l1) are invisible to a gradient check; they are value tests in
+# tests/test_value_faults.py, each with its pre-fix version shown to fail there.
+# ===========================================================================================================
+import numpy as _np  # noqa: E402
+
+_HALF_LOG_2PI_13 = 0.5 * float(_np.log(2.0 * _np.pi))
+
+
+def _gaussian_nll_pre13(mean, targets, variance, *, log_variance=False, full=False, reduction="none"):
+  """gaussian_nll before issue 13 (unreduced): r^2 / v and r^2 e^{-s} as written (0 * inf)."""
+  assert reduction == "none"
+  mean, targets, variance = (jnp.asarray(a) for a in (mean, targets, variance))
+  dtype = jnp.float64 if mean.dtype == jnp.float64 else jnp.float32
+  mu, t, v = (a.astype(dtype) for a in (mean, targets, variance))
+  r2 = jnp.square(t - mu)
+  if log_variance:
+    loss = 0.5 * (v + r2 * jnp.exp(-v))
+  else:
+    bad = ~(v > 0)
+    safe_v = jnp.where(bad, jnp.ones_like(v), v)
+    loss = jnp.where(bad, jnp.nan, 0.5 * (jnp.log(safe_v) + r2 / safe_v))
+  return loss + _HALF_LOG_2PI_13 if full else loss
+
+
+def _gaussian_dmu_pre13(mu, y, v, log_variance=False, full=False):
+  del full
+  var = jnp.exp(v) if log_variance else v
+  return (mu - y) / var
+
+
+def _gaussian_dv_pre13(mu, y, v, log_variance=False, full=False):
+  del full
+  r2 = jnp.square(y - mu)
+  if log_variance:
+    return 0.5 * (1.0 - r2 * jnp.exp(-v))
+  return 0.5 * (1.0 / v - r2 / jnp.square(v))
+
+
+def _poisson_nll_pre13(log_rate, targets, *, full=False, reduction="none"):
+  """poisson_nll before issue 13 (unreduced, full=False): e^r - y r, NaN at r = -inf, y = 0."""
+  assert reduction == "none" and not full
+  r = jnp.asarray(log_rate)
+  dtype = jnp.float64 if r.dtype == jnp.float64 else jnp.float32
+  r, t = r.astype(dtype), jnp.asarray(targets).astype(dtype)
+  return jnp.where(t >= 0, jnp.exp(r) - t * r, jnp.nan)
+
+
+def _poisson_dy_pre13(r, y, full=False):
+  del y, full
+  return -r
+
+
+def _replace(**fields):
+  """A builder replacing spec fields (``fn``, ``grads`` given as {argnum: fn}, ``edge_cases``)."""
+
+  def build(spec):
+    if "grads" in fields:
+      fields_ = dict(fields, grads={**spec.grads, **fields["grads"]})
+    else:
+      fields_ = fields
+    return dataclasses.replace(spec, **fields_)
+
+  return build
+
+
+# Plain-variance points need a variance below 1e-19 (float32) or 1e-162 (float64): not representable in
+# float16, so they are not registry edge cases (those run in every dtype); each mutant brings its own.
+_TINY_VAR_F32 = jaxloss.EdgeCase((_np.array([0.0, 0.0]), _np.array([0.0, 1e-20]), _np.array([1e-30, 1e-30])),
+                                 "variance 1e-30, zero and tiny residuals")
+_TINY_VAR_F64 = jaxloss.EdgeCase((_np.array([0.0, 0.0]), _np.array([0.0, 1e-110]), _np.array([1e-200, 1e-200])),
+                                 "variance 1e-200, zero and tiny residuals")
+_EDGES_ONLY = dict(configs=[], edge_cases=True, hessian=False)
+
+MUTANTS_ISSUE13 = [
+    Mutant("issue 13: implementation r^2 / v (0 * inf)", "gaussian_nll", "NaN at an edge", "f32",
+           _replace(fn=_gaussian_nll_pre13, edge_cases=(_TINY_VAR_F32,)), _EDGES_ONLY, "grad"),
+    Mutant("issue 13: implementation r^2 e^{-s} (0 * inf)", "gaussian_nll", "NaN at an edge", "bf16",
+           _replace(fn=_gaussian_nll_pre13), _EDGES_ONLY, "grad"),
+    Mutant("issue 13: closed form r^2 / v^2 (0 / 0)", "gaussian_nll", "NaN at an edge", "f64",
+           _replace(grads={2: _gaussian_dv_pre13}, edge_cases=(_TINY_VAR_F64,)), _EDGES_ONLY, "grad"),
+    Mutant("issue 13: closed forms (mu - y) / e^s, r^2 e^{-s}", "gaussian_nll", "NaN at an edge", "f64",
+           _replace(grads={0: _gaussian_dmu_pre13, 2: _gaussian_dv_pre13}), _EDGES_ONLY, "grad"),
+]
+_ZERO_RATE = dict(configs=[{}], edge_cases=True, hessian=False)  # "full" is not in the pre-fix copy
+MUTANTS_ISSUE13 += [
+    Mutant("issue 13: implementation y r at r = -inf, y = 0 (0 * inf)", "poisson_nll", "NaN at an edge", "f32",
+           _replace(fn=_poisson_nll_pre13, edge_cases=tuple(
+               e for e in jaxloss.REGISTRY["poisson_nll"].edge_cases if not e.config)), _ZERO_RATE, "grad"),
+    Mutant("issue 13: closed form -r at r = -inf, y = 0", "poisson_nll", "term missing at edges", "f64",
+           _replace(grads={1: _poisson_dy_pre13}), _EDGES_ONLY, "grad"),
+]
+MUTANTS += MUTANTS_ISSUE13
+
+
 def mutant_spec(m: Mutant):
   return m.build(jaxloss.REGISTRY[m.loss])
 
@@ -204,3 +301,4 @@ def test_mutant_is_caught(m):
   assert report.rows, "nothing was checked"
   assert not report.ok, f"mutant {m.name} of {m.loss} was not caught:\n{report}"
   assert all(r.check.startswith(m.target) for r in report.failures)
+

@@ -21,7 +21,12 @@ with Keras 3's conventions, which differ from jaxloss' native ones (see
     = 16.118 in float64 and 15.942 in float32 (where ``fl(1 - 1e-7) = 1 - 2^{-23}``),
     and its gradient with respect to the clipped prediction is 0.
     Native :func:`jaxloss.binary_cross_entropy` returns NaN (and raises under
-    checkify) for a probability outside [0, 1] instead.
+    checkify) for a probability outside [0, 1] instead. Keras also takes
+    :math:`\log(1 - \hat p)` of the *rounded* :math:`1 - \hat p` (not
+    ``log1p``), and so does this function, to give Keras' numbers: with
+    ``y_true = 0`` and ``y_pred = 1e-6`` in float32 both give 1.0132795e-06
+    (true value 1.0000005e-06, which :func:`jaxloss.binary_cross_entropy`
+    returns).
   - ``categorical_crossentropy`` and ``sparse_categorical_crossentropy``
     first *normalize* ``y_pred`` to sum to 1 over ``axis`` (so ``[0.2, 0.8]``
     and ``[2, 8]`` give the same loss), then clip to ``[eps, 1 - eps]``.

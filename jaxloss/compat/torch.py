@@ -41,7 +41,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _base
+from jaxloss import _base, _regression
 
 __all__ = [
     "binary_cross_entropy",
@@ -501,7 +501,12 @@ def gaussian_nll_loss(
   .. math::
      \partial_x \ell = \frac{x - y}{\hat v}, \qquad
      \partial_v \ell = \frac{1}{2}\Big(\frac{1}{\hat v} - \frac{(x - y)^2}{\hat v^2}\Big)
-     \ \text{(also where } v < \epsilon).
+     \ \text{(also where } v < \epsilon),
+
+  evaluated as :func:`jaxloss.gaussian_nll` evaluates them (never through
+  :math:`(x - y)^2 / \hat v^2`, which is ``0 * inf = NaN`` at :math:`x = y` for
+  :math:`\hat v < 10^{-19}` in float32, e.g. with ``eps=1e-30``; PyTorch's own
+  gradient is :math:`1/(2\hat v)` there).
 
   ``var`` is a float, an array shaped like ``input``, ``input``'s shape without
   its last axis (homoscedastic over it), or ``input``'s shape with exactly one
@@ -523,7 +528,7 @@ def gaussian_nll_loss(
   negative = v < 0
   _base.runtime_check(~negative, "var must be non-negative; got min {m}.", m=_base.value_min(v))
   vc = _clamp_min_straight_through(v, jnp.asarray(eps, dtype))
-  loss = 0.5 * (jnp.log(vc) + jnp.square(x - t) / vc)
+  loss = _regression._gaussian_var_core(x - t, vc)  # pylint: disable=protected-access
   if full:
     loss = loss + 0.5 * math.log(2.0 * math.pi)
   loss = _base.nan_where(jnp.broadcast_to(negative, loss.shape), loss)
