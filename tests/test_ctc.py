@@ -311,3 +311,25 @@ def test_torch_ctc_loss_matches_pytorch(dtype):
     np.testing.assert_allclose(_np(got), want.detach().numpy(), **tol, err_msg=note)
     np.testing.assert_allclose(_np(got_g), lpt.grad.numpy(), **tol, err_msg=note)
     assert got.dtype == np.dtype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/ctc.py smoke test (no timing asserted)
+# ---------------------------------------------------------------------------
+def test_benchmark_script_quick(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+  import _harness as H  # pylint: disable=g-import-not-at-top
+  import ctc as bench_ctc  # pylint: disable=g-import-not-at-top
+
+  out, js = tmp_path / "ctc.md", tmp_path / "ctc.json"
+  with jax.numpy_dtype_promotion("standard"):
+    assert bench_ctc.main(["--quick", "--out", str(out), "--json", str(js)]) == 0
+  meta = H.parse_fragment_meta(out.read_text())
+  assert meta is not None and meta["script"] == "benchmarks/ctc.py"
+  import json  # pylint: disable=g-import-not-at-top
+
+  result = json.loads(js.read_text())["result"]
+  assert result["ratio v&g"] > 0 and result["jaxloss grad err vs f64"] < 1e-4
