@@ -252,6 +252,11 @@ def ctc_loss(
   Second derivatives are not provided (differentiating twice treats the
   posterior as a constant).
 
+  Speed and accuracy (``benchmarks/ctc.py``, CPU, B=32, T=200, K=64, N=40,
+  float32, one interleaved run on a shared 2-core host at load ~15):
+  ``value_and_grad`` took 0.82x optax's time and the value alone 0.47x; the
+  float32 gradient was within 2.1e-06 of float64, optax's within 9.0e-06.
+
   Semantics:
 
   * **Padding.** ``logit_paddings[b, t] = 1`` skips frame :math:`t` (any
@@ -263,7 +268,8 @@ def ctc_loss(
     with a ``-inf`` logit) give :math:`+\infty` and a NaN gradient, as in
     PyTorch (optax gives about :math:`10^5` from its ``log_epsilon``). With
     ``zero_infinity=True`` they give 0 and a zero gradient. ``where=False``
-    on a row gives 0 and a zero gradient either way.
+    on a row gives 0 and a zero gradient either way (a zero *weight* does not:
+    :math:`0 \cdot \infty` is NaN).
   * **Masked classes**: ``-inf`` logits are exact (probability 0, gradient 0).
   * **Never negative.** :math:`p \le 1` in exact arithmetic, but when one
     alignment has probability within a few ulps of 1, ``log_softmax`` rounds

@@ -13,6 +13,9 @@ reproduce PyTorch's backward with :func:`jax.custom_jvp`:
 * :func:`gaussian_nll_loss`: the variance is clamped at ``eps`` under
   ``torch.no_grad()``, so the gradient passes the clamp as if it were the
   identity, evaluated at the clamped variance.
+* :func:`ctc_loss`: PyTorch's backward is :math:`\exp(\text{log\_probs}) - \gamma`,
+  the gradient with respect to the logits before ``log_softmax``, not the
+  derivative with respect to ``log_probs``; reproduced from the posteriors.
 
 Differences from native jaxloss are listed in ``docs/conventions.md``: PyTorch
 means are means over *all* elements (weighted means only in ``nll_loss`` /
