@@ -133,7 +133,7 @@ def forward_backward(lpe: Array, frame_valid: Array, skip: Array, skip_next: Arr
   accurate in float32 at B=32, T=200, but cost ~15% more time; per-frame
   normalization is already 4x more accurate than optax's autodiff there.)
   """
-  b, t, s = lpe.shape
+  b, _, s = lpe.shape
   lpe_t = jnp.swapaxes(lpe, 0, 1)  # [T, B, S]
   valid_t = frame_valid.T  # [T, B]
 

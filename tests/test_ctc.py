@@ -67,7 +67,7 @@ def _collapse(path, blank):
 def _brute_force(z, fp, labels, lp, blank_id=0):
   """(loss [B], d sum(loss) / dz [B, T, K]) by enumerating K^T_valid alignments per row, in float64."""
   z = np.asarray(z, np.float64)
-  b, t, k = z.shape
+  b, _, k = z.shape
   loss, grad = np.zeros(b), np.zeros_like(z)
   for r in range(b):
     frames = np.flatnonzero(np.asarray(fp[r]) == 0)
