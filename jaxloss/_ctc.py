@@ -253,8 +253,8 @@ def ctc_loss(
   posterior as a constant).
 
   Speed and accuracy (``benchmarks/ctc.py``, CPU, B=32, T=200, K=64, N=40,
-  float32, one interleaved run on a shared 2-core host at load ~15):
-  ``value_and_grad`` took 0.82x optax's time and the value alone 0.47x; the
+  float32, interleaved runs on a shared 2-core host at load 12-16):
+  ``value_and_grad`` took 0.82-0.85x optax's time and the value alone 0.47-0.51x; the
   float32 gradient was within 2.1e-06 of float64, optax's within 9.0e-06.
 
   Semantics:
