@@ -11,6 +11,7 @@ input sampler, edge cases and a float64 reference.
 
 from jaxloss._base import reduce_loss, runtime_checks, runtime_checks_enabled
 from jaxloss._classification import *  # noqa: F401,F403
+from jaxloss._ctc import *  # noqa: F401,F403
 from jaxloss._information import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403
 from jaxloss._registry import REGISTRY

@@ -13,6 +13,9 @@ reproduce PyTorch's backward with :func:`jax.custom_jvp`:
 * :func:`gaussian_nll_loss`: the variance is clamped at ``eps`` under
   ``torch.no_grad()``, so the gradient passes the clamp as if it were the
   identity, evaluated at the clamped variance.
+* :func:`ctc_loss`: PyTorch's backward is :math:`\exp(\text{log\_probs}) - \gamma`,
+  the gradient with respect to the logits before ``log_softmax``, not the
+  derivative with respect to ``log_probs``; reproduced from the posteriors.
 
 Differences from native jaxloss are listed in ``docs/conventions.md``: PyTorch
 means are means over *all* elements (weighted means only in ``nll_loss`` /
@@ -36,12 +39,13 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _base, _regression
+from jaxloss import _base, _ctc, _regression
 
 __all__ = [
     "binary_cross_entropy",
@@ -55,6 +59,7 @@ __all__ = [
     "huber_loss",
     "poisson_nll_loss",
     "gaussian_nll_loss",
+    "ctc_loss",
 ]
 
 ArrayLike = jax.typing.ArrayLike
@@ -533,3 +538,112 @@ def gaussian_nll_loss(
     loss = loss + 0.5 * math.log(2.0 * math.pi)
   loss = _base.nan_where(jnp.broadcast_to(negative, loss.shape), loss)
   return _reduce(loss, reduction)
+
+
+# --------------------------------------------------------------------------
+# CTC
+# --------------------------------------------------------------------------
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
+def _torch_ctc_nll(log_probs, frame_valid, labels, label_len, blank, zero_infinity):
+  return _ctc._nll(log_probs, frame_valid, labels, label_len, blank, zero_infinity)
+
+
+@_torch_ctc_nll.defjvp
+def _torch_ctc_nll_jvp(blank, zero_infinity, primals, tangents):
+  log_probs, frame_valid, labels, label_len = primals
+  keep = jnp.ones(log_probs.shape[:1], bool)
+  nll, g = _ctc._nll_and_grad(log_probs, frame_valid, labels, label_len, keep, blank, zero_infinity)
+  return nll, jnp.sum(g * tangents[0], axis=(1, 2))
+
+
+def _torch_ctc_targets(targets, target_lengths, batch):
+  """``[B, N]`` padded targets from PyTorch's padded ``(B, S)`` or concatenated ``(sum(target_lengths),)`` form."""
+  if targets.ndim == 2:
+    if targets.shape[0] != batch:
+      raise ValueError(f"targets must be (B, S) with B = {batch}, got targets.shape={targets.shape}.")
+    return targets
+  if targets.ndim != 1:
+    raise ValueError(f"targets must be (B, S) or concatenated (sum(target_lengths),), got shape {targets.shape}.")
+  try:
+    n = int(max(jnp.max(target_lengths, initial=0), 0))  # concrete lengths: the longest target
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+    n = targets.shape[0]  # traced lengths: every target could be the whole array
+  starts = jnp.cumsum(target_lengths) - target_lengths
+  idx = starts[:, None] + jnp.arange(n, dtype=starts.dtype)[None, :]
+  if targets.shape[0] == 0:
+    return jnp.zeros((batch, n), targets.dtype)
+  return jnp.take(targets, jnp.clip(idx, 0, targets.shape[0] - 1), axis=0)
+
+
+def ctc_loss(
+    log_probs: ArrayLike,
+    targets: ArrayLike,
+    input_lengths: ArrayLike,
+    target_lengths: ArrayLike,
+    *,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> jax.Array:
+  r"""``torch.nn.functional.ctc_loss`` (the native CPU/CUDA kernel): values and gradients.
+
+  PyTorch's conventions, which differ from :func:`jaxloss.ctc_loss`:
+
+  * ``log_probs`` is time-major ``(T, B, C)`` (or unbatched ``(T, C)``) and
+    used **as given**: no log-softmax inside (pass ``log_softmax`` output), and
+    the value is not clamped at 0;
+  * ``targets`` is padded ``(B, S)`` or concatenated
+    ``(sum(target_lengths),)``; lengths instead of paddings: frame
+    :math:`t` is valid for :math:`t <` ``input_lengths[b]``;
+  * ``reduction="mean"`` is :math:`\operatorname{mean}_b(\ell_b / \max(L_b, 1))`;
+  * the gradient with respect to ``log_probs`` is PyTorch's
+    :math:`\exp(\texttt{log\_probs}_{t,k}) - \gamma_t(k)` (0 for
+    :math:`t \ge` ``input_lengths[b]``), which is the gradient with respect
+    to the *logits* when ``log_probs = log_softmax(logits)`` (the log-softmax
+    backward then passes it through unchanged, since it sums to 0 over
+    :math:`k`), not the partial derivative :math:`-\gamma_t(k)` with respect to
+    ``log_probs`` itself;
+  * an infeasible row is ``inf`` with a NaN gradient on its valid frames, or
+    0 with a zero gradient under ``zero_infinity=True``.
+
+  Where PyTorch raises at run time (a length out of range, a target class
+  out of ``[0, C)``), the affected row is NaN (a checkify error inside
+  :func:`jaxloss.runtime_checks`); a target equal to ``blank`` (which
+  PyTorch does not check) is treated the same way. bfloat16/float16 are
+  computed in float32.
+  """
+  lp, dtype = _base.as_predictions("log_probs", log_probs)
+  unbatched = lp.ndim == 2
+  if unbatched:
+    lp = lp[:, None, :]
+  if lp.ndim != 3:
+    raise ValueError(f"log_probs must be (T, B, C) or (T, C), got log_probs.shape={lp.shape}.")
+  t_max, batch, n_classes = lp.shape
+  blank = _ctc._check_blank_id(blank, n_classes)
+  tgt = _base.as_integer_labels("targets", targets)
+  in_len = _base.as_integer_labels("input_lengths", input_lengths).reshape(-1)
+  tg_len = _base.as_integer_labels("target_lengths", target_lengths).reshape(-1)
+  if unbatched:
+    tgt = tgt[None, :]
+  if in_len.shape != (batch,) or tg_len.shape != (batch,):
+    raise ValueError(f"input_lengths and target_lengths must have B = {batch} entries, got "
+                     f"{in_len.shape} and {tg_len.shape}.")
+  labels = _torch_ctc_targets(tgt, tg_len, batch)
+  n = labels.shape[1]
+  bad_len = (in_len < 0) | (in_len > t_max) | (tg_len < 0) | (tg_len > n)
+  _base.runtime_check(~bad_len, f"input_lengths must lie in [0, {t_max}] and target_lengths in [0, {n}].")
+  frame_pad = _ctc.paddings_from_lengths(jnp.clip(in_len, 0, t_max), t_max, dtype=jnp.int32)
+  label_pad = _ctc.paddings_from_lengths(jnp.clip(tg_len, 0, n), n, dtype=jnp.int32)
+  # blank at index 0 internally: the core's blank_id is static, PyTorch's ``blank`` too
+  frame_valid, labels, label_len, bad_row = _ctc._prepare(frame_pad, labels, label_pad, n_classes, blank)
+  x = jnp.swapaxes(lp, 0, 1)  # (B, T, C)
+  x = jnp.where(frame_valid[:, :, None], x, jnp.zeros((), dtype))  # frames past input_lengths are never read
+  loss = _torch_ctc_nll(x, frame_valid, labels, label_len, blank, bool(zero_infinity))
+  loss = _base.nan_where(bad_row | bad_len, loss)
+  if reduction not in ("mean", "sum", "none"):
+    raise ValueError(f"reduction must be one of ('mean', 'sum', 'none'), got {reduction!r}.")
+  if reduction == "none":
+    return loss[0] if unbatched else loss
+  if reduction == "sum":
+    return jnp.sum(loss)
+  return jnp.mean(loss / jnp.maximum(tg_len, 1).astype(dtype))
