@@ -79,7 +79,9 @@ def test_multiclass_value_and_grad_against_definition():
 
 def test_multiclass_against_optax_values_and_grads():
   labels = jnp.asarray(RNG.integers(0, 7, size=64))
-  for dtype, rtol in ((jnp.float64, 1e-12), (jnp.float32, 2e-5)):
+  # float64 only: optax 0.2.8's simplex projection fails on float32 inputs when x64 is on (its custom JVP
+  # returns a float32 tangent for a float64 primal).
+  for dtype, rtol in ((jnp.float64, 1e-12),):
     z = jnp.asarray(RANDOM, dtype)
     ours = lambda x: jnp.sum(jaxloss.multiclass_sparsemax_loss(x, labels, reduction="none"))
     peer = lambda x: jnp.sum(optax.losses.multiclass_sparsemax_loss(x, labels))
@@ -151,6 +153,7 @@ def test_binary_soft_labels_fenchel_young_definition():
   want = conj - y * z - y * (1 - y)
   got = np.asarray(jaxloss.sparsemax_loss(jnp.asarray(z), jnp.asarray(y), reduction="none"))
   np.testing.assert_allclose(got, want, atol=1e-9)
+  y = np.array([0.0, 0.125, 0.5, 0.625, 1.0])  # dyadic: 2y - 1 and z + 1 - 2y are exact
   zero_at = np.asarray(jaxloss.sparsemax_loss(jnp.asarray(2 * y - 1), jnp.asarray(y), reduction="none"))
   np.testing.assert_array_equal(zero_at, 0.0)
 
