@@ -421,7 +421,8 @@ def _mlm_ds(s, t, *, margin=1.0, axis=-1):
   (s,) = _cast_like_logits(s)
   sl = jnp.moveaxis(s, axis, -1)
   tl = jnp.moveaxis(jnp.asarray(t), axis, -1).astype(s.dtype)
-  a = tl[..., :, None] * (1 - tl[..., None, :]) * (margin - sl[..., :, None] + sl[..., None, :] > 0)
+  active = (margin - sl[..., :, None] + sl[..., None, :] > 0).astype(s.dtype)
+  a = tl[..., :, None] * (1 - tl[..., None, :]) * active
   return jnp.moveaxis(jnp.sum(a, axis=-2) - jnp.sum(a, axis=-1), -1, axis)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 from jaxloss import _base, _labels
-from jaxloss._classification import (_cast_like_logits, _diag_hessian, _label_dtype, _mul_limit, _rowwise_hessian,
+from jaxloss._classification import (_cast_like_logits, _diag_hessian, _label_dtype, _rowwise_hessian,
                                      _sample_int_labels)
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
@@ -65,7 +65,10 @@ def sparsemax_loss(
        (1 - y)(z - y) & z \ge 1
      \end{cases}
 
-  computed in the second (cancellation-free) form. For :math:`y \in \{0, 1\}`
+  computed in the second (cancellation-free) form, written once for the three
+  pieces as :math:`g\,(g + z - \operatorname{clip}(z, -1, 1))` with
+  :math:`g = \partial_z \ell` below (a ``jax.custom_jvp`` carries the
+  derivatives). For :math:`y \in \{0, 1\}`
   this is ``sparse_plus(z)`` resp. ``sparse_plus(-z)``; soft labels
   :math:`y \in [0, 1]` are accepted (the loss is 0 exactly at
   :math:`z = 2y - 1`, the sparse-sigmoid preimage of :math:`y`).
@@ -94,13 +97,37 @@ def sparsemax_loss(
   z = _base.sanitize(z, mask)
   y = _base.sanitize(y, mask)
   bad = _base.check_probabilities("labels", y)
-  # Each branch sees z only inside its own region (a double where): no inf in an unselected branch's derivative.
-  low = _mul_limit(y, y - 1 - jnp.where(z <= -1, z, -1))
-  high = _mul_limit(1 - y, jnp.where(z >= 1, z, 1) - y)
-  mid = 0.25 * jnp.square(jnp.clip(z, -1, 1) + 1 - 2 * y)  # clipped: no inf in the unselected branch's derivative
-  loss = jnp.where(z <= -1, low, jnp.where(z >= 1, high, mid))
-  loss = _base.nan_where(bad, loss)
+  loss = _base.nan_where(bad, _binary_sparsemax(z, y))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+def _bsm_slope(z, y):
+  r"""``(g, d)``: the slope :math:`g = \operatorname{clip}((z + 1)/2, 0, 1) - y`, and :math:`d = z - c`.
+
+  :math:`c = \operatorname{clip}(z, -1, 1)`.
+  """
+  c = jnp.clip(z, -1, 1)
+  return (c + 1) * 0.5 - y, z - c
+
+
+@jax.custom_jvp
+def _binary_sparsemax(z, y):
+  r""":math:`g\,(g + d)`: the three pieces at once (:math:`d = 0` inside, :math:`g \in \{-y, 1 - y\}` outside).
+
+  A zero slope :math:`g` gives 0 also where :math:`d = \pm\infty` (the right side of an infinite logit).
+  """
+  g, d = _bsm_slope(z, y)
+  return jnp.where(g == 0, jnp.zeros((), z.dtype), g * (g + d))
+
+
+@_binary_sparsemax.defjvp
+def _binary_sparsemax_jvp(primals, tangents):
+  (z, y), (dz, dy) = primals, tangents
+  g, _ = _bsm_slope(z, y)
+  out = _binary_sparsemax(z, y)
+  # d ell / dy = 2y - 1 - z, taken as 0 on the right side of an infinite logit (0 * inf = 0, as in the value)
+  dy_coef = jnp.where((g == 0) & jnp.isinf(z), jnp.zeros((), z.dtype), 2 * y - 1 - z)
+  return out, g * dz + dy_coef * dy
 
 
 def _bsm_dz(z, y):

@@ -155,3 +155,19 @@ def test_multilabel_margin_native_margin_and_bad_labels():
   t = jnp.array([[1, 0, 0], [1, 2, 0]])
   got = np.asarray(jaxloss.multilabel_margin_loss(s, t, margin=0.5, reduction="none"))
   assert got[0] == 0.0 and np.isnan(got[1])  # margins 1 and 2 >= 0.5; label 2 is not 0/1
+
+
+def test_compat_torch_hand_computed_without_torch():
+  # rows worked by hand from PyTorch's documented formulas (weight outside the power, as ATen; /C; -1-terminated
+  # targets with a repeated class counted twice)
+  x = np.array([[0.1, 0.2, 0.4, 0.8], [0.3, -0.2, 0.5, 0.1]])
+  y = np.array([3, 0])
+  w = np.array([1.0, 2.0, 3.0, 4.0])
+  # row 0: 4 * (0.3 + 0.4 + 0.6) / 4; row 1: 1 * (0.5 + 1.2 + 0.8) / 4
+  np.testing.assert_allclose(np.asarray(T.multi_margin_loss(x, y, weight=w, reduction="none")), [1.3, 0.625],
+                             rtol=1e-14)
+  np.testing.assert_allclose(np.asarray(T.multi_margin_loss(x, y, p=2, weight=w, reduction="none")),
+                             [4 * (0.09 + 0.16 + 0.36) / 4, (0.25 + 1.44 + 0.64) / 4], rtol=1e-14)
+  t = np.array([[3, 0, -1, 1], [1, 1, -1, 2]])
+  # row 0: T = {3, 0}: (0.4 + 0.6 + 1.1 + 1.3) / 4; row 1: T = {1, 1}: 2 * (1.5 + 1.7 + 1.3) / 4
+  np.testing.assert_allclose(np.asarray(T.multilabel_margin_loss(x, t, reduction="none")), [0.85, 2.25], rtol=1e-14)
