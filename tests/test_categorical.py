@@ -209,3 +209,12 @@ def test_sparse_categorical_as_given_and_bad_values():
   ignored = np.asarray(jaxloss.sparse_categorical_cross_entropy(p[:1], np.array([-1]), ignore_index=-1,
                                                                 reduction="none"))
   np.testing.assert_array_equal(ignored, [0.0])
+
+
+def test_new_modules_exported_and_registered():
+  from jaxloss import _categorical, _margin, _sparsemax  # pylint: disable=g-import-not-at-top
+  for module in (_categorical, _margin, _sparsemax):
+    assert [s.name for s in module.SPECS] == list(module.__all__)
+    for name in module.__all__:
+      assert getattr(jaxloss, name) is getattr(module, name)
+      assert jaxloss.REGISTRY[name].fn is getattr(module, name)
