@@ -12,6 +12,13 @@ sorted in decreasing order, :math:`z_{(1)} \ge \dots \ge z_{(C)}`:
    k(z) = \max\Bigl\{k : 1 + k z_{(k)} > \sum_{j \le k} z_{(j)}\Bigr\}, \qquad
    \tau(z) = \frac{\sum_{j \le k(z)} z_{(j)} - 1}{k(z)}.
 
+jaxloss finds the support :math:`S = \{j : z_j > \tau\}` with Michelot's
+fixed point (a few passes over the scores; the sort above is the fallback for
+rows that do not settle) and computes :math:`\tau = (\sum_{j \in S} z_j - 1) / |S|`
+from it: at the large benchmark size (1024 x 1024) that is many times faster
+than sorting every row, as optax does. (Under ``vmap`` the fallback's
+``lax.cond`` becomes a select and the sort always runs.)
+
 (Keras 3's ``keras.activations.sparsemax`` had this threshold wrong, see
 keras-team/keras#23425; jaxloss's tests compare with an independent
 transcription of the definition above.)
@@ -197,13 +204,8 @@ SPARSEMAX_LOSS = LossSpec(
 # --------------------------------------------------------------------------
 # multiclass sparsemax loss
 # --------------------------------------------------------------------------
-def sparsemax_threshold(z: jax.Array, axis: int) -> jax.Array:
-  r"""The sparsemax threshold :math:`\tau(z)` of each row (keeps ``axis``), by sorting (see the module docstring).
-
-  ``-inf`` scores are never in the support. Differentiable (through the
-  sort): :math:`\partial \tau / \partial z_j = [j \in S] / |S|`.
-  """
-  axis = axis % z.ndim
+def _threshold_by_sorting(z: jax.Array, axis: int) -> jax.Array:
+  r""":math:`\tau` from the sorted scores (the module docstring's definition)."""
   zs = jnp.flip(jnp.sort(z, axis=axis), axis=axis)
   cs = jnp.cumsum(zs, axis=axis)
   k = lax.broadcasted_iota(jnp.int32, zs.shape, axis) + 1
@@ -211,6 +213,58 @@ def sparsemax_threshold(z: jax.Array, axis: int) -> jax.Array:
   size = jnp.maximum(jnp.sum(support, axis=axis, keepdims=True, dtype=jnp.int32), 1)
   top = jnp.take_along_axis(cs, size - 1, axis=axis, mode="promise_in_bounds")
   return (top - 1) / size.astype(z.dtype)
+
+
+def _support_threshold(z: jax.Array, support: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+  r"""``(tau, |S|)`` of a candidate support: :math:`(\sum_S z_j - 1) / |S|` (``|S|`` at least 1)."""
+  size = jnp.maximum(jnp.sum(support, axis=axis, keepdims=True, dtype=jnp.int32), 1)
+  total = jnp.sum(jnp.where(support, z, jnp.zeros((), z.dtype)), axis=axis, keepdims=True)
+  return (total - 1) / size.astype(z.dtype), size
+
+
+_FIXED_POINT_STEPS = 24
+
+
+def _threshold_by_fixed_point(z: jax.Array, axis: int) -> jax.Array:
+  r"""Michelot's fixed point :math:`S \leftarrow \{j : z_j > \tau(S)\}`, from :math:`S_0 = \{z_j > \max z - 1\}`.
+
+  :math:`S_0` contains the support (:math:`\tau \ge \max z - 1`), the
+  thresholds of the shrinking sets increase to :math:`\tau` and the support
+  stops changing after a few passes over the scores (1 to 4 for the usual
+  logits, against a sort). Rows that have not settled after
+  ``_FIXED_POINT_STEPS`` passes (adversarial inputs, or rounding that
+  oscillates) fall back to the sort, so the result is always the exact
+  threshold of its support.
+  """
+  m = jnp.max(z, axis=axis, keepdims=True)
+  tau, size = _support_threshold(z, z > m - 1, axis)
+
+  def step(state):
+    i, tau, size, _ = state
+    new_tau, new_size = _support_threshold(z, z > tau, axis)
+    return i + 1, new_tau, new_size, jnp.any(new_size != size)
+
+  def running(state):
+    i, _, _, changed = state
+    return changed & (i < _FIXED_POINT_STEPS)
+
+  _, tau, _, changed = lax.while_loop(running, step, (0, tau, size, jnp.asarray(True)))
+  return lax.cond(changed, lambda: _threshold_by_sorting(z, axis), lambda: tau)
+
+
+def sparsemax_threshold(z: jax.Array, axis: int) -> jax.Array:
+  r"""The sparsemax threshold :math:`\tau(z)` of each row (keeps ``axis``); see the module docstring.
+
+  The support :math:`S = \{j : z_j > \tau\}` is found without derivatives
+  (a fixed-point iteration, with the sort as fallback), then
+  :math:`\tau = (\sum_{j \in S} z_j - 1) / |S|` is computed from it, so that
+  :math:`\partial \tau / \partial z_j = [j \in S] / |S|`. ``-inf`` scores are
+  never in the support.
+  """
+  axis = axis % z.ndim
+  zs = lax.stop_gradient(z)
+  support = zs > _threshold_by_fixed_point(zs, axis)
+  return _support_threshold(z, support, axis)[0]
 
 
 def sparsemax(z: jax.Array, axis: int = -1) -> jax.Array:
@@ -282,7 +336,7 @@ def multiclass_sparsemax_loss(
 
   continuous in :math:`z` (the Hessian jumps where a score crosses
   :math:`\tau`). The first derivative is a ``jax.custom_jvp``, so ``grad``
-  never differentiates through the sort. Labels outside :math:`[0, C)` make
+  never differentiates through the threshold's search. Labels outside :math:`[0, C)` make
   their row NaN; ``-inf`` scores off the label are never in the support.
 
   Args:
@@ -295,6 +349,8 @@ def multiclass_sparsemax_loss(
     Martins and Astudillo, *From Softmax to Sparsemax: A Sparse Model of
     Attention and Multi-Label Classification*, ICML 2016.
     Blondel, Martins and Niculae, *Learning with Fenchel-Young Losses*, JMLR 21, 2020.
+    Michelot, *A Finite Algorithm for Finding the Projection of a Point onto
+    the Canonical Simplex of R^n*, JOTA 50, 1986 (the threshold's search).
   """
   rows = _labels.integer_label_rows("scores", scores, labels, axis=axis, where=where)
   return rows.reduce(_msm(rows.x, rows.labels, rows.axis), weights, reduction)

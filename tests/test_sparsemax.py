@@ -165,3 +165,13 @@ def test_binary_infinite_logits():
   np.testing.assert_array_equal(got, [0.0, 0.0, np.inf, np.inf])
   g = np.asarray(jax.grad(lambda x: jaxloss.sparsemax_loss(x, y[:2], reduction="sum"))(z[:2]))
   np.testing.assert_array_equal(g, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("steps", [0, 1, 24])
+def test_threshold_fixed_point_and_sort_fallback_agree_with_martins(steps, monkeypatch):
+  # steps=0: every row falls back to the sort; 1: some rows settle, the others fall back; 24: the default
+  monkeypatch.setattr(S, "_FIXED_POINT_STEPS", steps)
+  geometric = np.cumsum(0.5 ** np.arange(7))[::-1].copy()  # a support that shrinks one element per pass
+  z = np.concatenate([RANDOM, 0.05 * RANDOM, TIES[:, :3].repeat(3, axis=1)[:, :7], geometric[None]])
+  got = np.asarray(jax.jit(lambda x: S.sparsemax(x, -1))(jnp.asarray(z)))
+  np.testing.assert_allclose(got, _rows(z, lambda r: sparsemax_martins(r)[0]), rtol=1e-13, atol=1e-15)
