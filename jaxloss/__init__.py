@@ -10,11 +10,14 @@ input sampler, edge cases and a float64 reference.
 """
 
 from jaxloss._base import reduce_loss, runtime_checks, runtime_checks_enabled
+from jaxloss._categorical import *  # noqa: F401,F403
 from jaxloss._classification import *  # noqa: F401,F403
 from jaxloss._ctc import *  # noqa: F401,F403
 from jaxloss._information import *  # noqa: F401,F403
+from jaxloss._margin import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403
 from jaxloss._registry import REGISTRY
+from jaxloss._sparsemax import *  # noqa: F401,F403
 from jaxloss._spec import EdgeCase, LossSpec
 from jaxloss import compat, fused, gan  # noqa: F401
 

@@ -73,6 +73,8 @@ __all__ = [
     "mean_squared_logarithmic_error",
     "mean_absolute_percentage_error",
     "poisson",
+    "categorical_focal_crossentropy",
+    "categorical_generalized_cross_entropy",
 ]
 
 EPSILON = 1e-7
@@ -316,3 +318,62 @@ def poisson(y_true: ArrayLike, y_pred: ArrayLike, *, reduction=None) -> jax.Arra
   y = _true(y_true, dtype)
   _check_same_shape(y, p)
   return _reduce(jnp.mean(p - y * jnp.log(p + jnp.asarray(EPSILON, dtype)), axis=-1), reduction)
+
+
+def categorical_focal_crossentropy(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    alpha: ArrayLike = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    reduction=None,
+) -> jax.Array:
+  r"""``keras.losses.categorical_focal_crossentropy``: sum over ``axis``.
+
+  .. math::
+     \hat p = \operatorname{clip}\Big(\frac{p}{\sum_{\text{axis}} p}, \epsilon, 1 - \epsilon\Big), \quad
+     \ell = -\sum_{\text{axis}} \alpha\, (1 - \hat p)^\gamma\, \tilde y \log \hat p,
+
+  with ``p = softmax(y_pred)`` when ``from_logits`` (then normalized and
+  clipped too, as in Keras) and :math:`\tilde y` smoothed as in
+  :func:`categorical_crossentropy`. Keras' default ``alpha=0.25`` scales the
+  whole loss; native :func:`jaxloss.softmax_focal_loss` defaults to no
+  scaling, takes logits, and neither normalizes nor clips.
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  _base.check_scalar_in("label_smoothing", label_smoothing, 0.0, 1.0)
+  axis = _base.normalize_axis(axis, p.ndim)
+  if label_smoothing:
+    y = y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
+  if from_logits:
+    p = jax.nn.softmax(p, axis=axis)
+  p = _clip(p / jnp.sum(p, axis=axis, keepdims=True), EPSILON, 1.0 - EPSILON)
+  a = jnp.asarray(alpha, dtype)
+  focal = a * jnp.power(1.0 - p, jnp.asarray(gamma, dtype)) * (-y * jnp.log(p))
+  return _reduce(jnp.sum(focal, axis=axis), reduction)
+
+
+def categorical_generalized_cross_entropy(y_true: ArrayLike, y_pred: ArrayLike, q: float, *,
+                                          reduction=None) -> jax.Array:
+  r"""``keras.losses.categorical_generalized_cross_entropy``: :math:`(1 - p_y^q) / q` on probabilities.
+
+  ``y_true`` holds integer class indices (``[N]`` or ``[N, 1]``), ``y_pred``
+  probabilities ``[N, C]`` (used as given: no normalization, no clipping; an
+  out-of-range index picks nothing, :math:`p_y = 0`, as Keras' one-hot does).
+  Native :func:`jaxloss.generalized_cross_entropy` takes logits.
+  """
+  p, _ = _pred(y_pred)
+  labels = jnp.asarray(y_true)
+  if labels.ndim == p.ndim and labels.shape[-1] == 1:
+    labels = jnp.squeeze(labels, axis=-1)
+  if labels.shape != p.shape[:-1]:
+    raise ValueError(f"y_true must have y_pred's shape without its last axis, got y_true.shape={labels.shape} "
+                     f"and y_pred.shape={p.shape}.")
+  one_hot = jax.nn.one_hot(labels.astype(jnp.int32), p.shape[-1], dtype=p.dtype)
+  py = jnp.sum(p * one_hot, axis=-1)
+  return _reduce((1 - jnp.power(py, q)) / q, reduction)

@@ -60,6 +60,8 @@ __all__ = [
     "poisson_nll_loss",
     "gaussian_nll_loss",
     "ctc_loss",
+    "multi_margin_loss",
+    "multilabel_margin_loss",
 ]
 
 ArrayLike = jax.typing.ArrayLike
@@ -647,3 +649,83 @@ def ctc_loss(
   if reduction == "sum":
     return jnp.sum(loss)
   return jnp.mean(loss / jnp.maximum(tg_len, 1).astype(dtype))
+
+
+# --------------------------------------------------------------------------
+# multi-class and multi-label margin losses
+# --------------------------------------------------------------------------
+def _margin_input(input):  # pylint: disable=redefined-builtin
+  x, dtype = _base.as_predictions("input", input)
+  if x.ndim not in (1, 2):
+    raise ValueError(f"input must be (C,) or (N, C), got input.shape={x.shape}.")
+  return x, dtype
+
+
+def multi_margin_loss(
+    input: ArrayLike,  # pylint: disable=redefined-builtin
+    target: ArrayLike,
+    *,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""``torch.nn.functional.multi_margin_loss``: Weston-Watkins, divided by :math:`C`.
+
+  .. math::
+     \ell_n = \frac{w_{y_n}}{C} \sum_{i \ne y_n} \max(0, m - x_{n, y_n} + x_{n, i})^p,
+
+  with the class weight outside the power (as ATen computes it; PyTorch's
+  documentation puts it inside the ``max``, which differs for ``p=2``), and
+  ``"mean"`` the plain mean over the rows (not divided by the weights).
+  ``input`` is ``(N, C)`` or ``(C,)``; class indices out of range give NaN
+  (PyTorch raises). Native :func:`jaxloss.multi_margin_loss` omits the
+  :math:`1/C` and takes a weighted mean.
+  """
+  from jaxloss._margin import multi_margin_loss as _native  # pylint: disable=g-import-not-at-top
+
+  x, dtype = _margin_input(input)
+  c = x.shape[-1]
+  loss = _native(x, target, p=p, margin=margin, reduction="none") / c
+  w = _class_weight(weight, c, dtype)
+  if w is not None:
+    loss = loss * w[jnp.clip(jnp.asarray(target), 0, c - 1)]
+  return _reduce(loss, reduction)
+
+
+def multilabel_margin_loss(
+    input: ArrayLike,  # pylint: disable=redefined-builtin
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+) -> jax.Array:
+  r"""``torch.nn.functional.multilabel_margin_loss`` with PyTorch's -1-terminated target format.
+
+  ``target`` has ``input``'s shape and holds class indices; the target set of a
+  row is its prefix before the first -1. With :math:`T` that prefix (a class
+  listed twice counts twice, as in ATen) and :math:`\bar T` the classes not
+  in it:
+
+  .. math::
+     \ell_n = \frac{1}{C} \sum_{j \in T} \sum_{i \in \bar T} \max(0, 1 - x_{n, j} + x_{n, i}).
+
+  ``"mean"`` averages over the rows. Indices outside :math:`[-1, C)` in the
+  prefix give NaN (PyTorch raises). Native
+  :func:`jaxloss.multilabel_margin_loss` takes a multi-hot target, omits the
+  :math:`1/C` and has a ``margin`` option.
+  """
+  x, _ = _margin_input(input)
+  t = _base.as_integer_labels("target", target)
+  _base.check_same_shape("input", x, "target", t)
+  c = x.shape[-1]
+  valid = jnp.cumprod((t != -1).astype(jnp.int32), axis=-1) > 0
+  bad_index = valid & ((t < 0) | (t >= c))
+  _base.runtime_check(~bad_index, "target must hold class indices in [0, {c}) before its first -1; got {v}.",
+                      c=jnp.asarray(c), v=_base.first_flagged(t, bad_index))
+  # counts[..., j]: how often class j is listed in the prefix
+  counts = jnp.sum(jax.nn.one_hot(jnp.where(valid, t, -1), c, dtype=x.dtype), axis=-2)
+  non_target = (counts == 0).astype(x.dtype)
+  h = jax.nn.relu(1.0 + (x[..., None, :] - x[..., :, None]))  # [..., j, i] = 1 - x_j + x_i
+  loss = jnp.sum(counts[..., :, None] * non_target[..., None, :] * h, axis=(-2, -1)) / c
+  loss = _base.nan_where(jnp.any(bad_index, axis=-1), loss)
+  return _reduce(loss, reduction)
