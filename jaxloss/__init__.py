@@ -12,7 +12,10 @@ input sampler, edge cases and a float64 reference.
 from jaxloss._base import reduce_loss, runtime_checks, runtime_checks_enabled
 from jaxloss._classification import *  # noqa: F401,F403
 from jaxloss._information import *  # noqa: F401,F403
+from jaxloss._ranking import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403
+from jaxloss._segmentation import *  # noqa: F401,F403
+from jaxloss._similarity import *  # noqa: F401,F403
 from jaxloss._registry import REGISTRY
 from jaxloss._spec import EdgeCase, LossSpec
 from jaxloss import compat, fused, gan  # noqa: F401

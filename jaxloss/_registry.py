@@ -10,13 +10,13 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from jaxloss import _classification, _information, _regression, gan
+from jaxloss import _classification, _information, _ranking, _regression, _segmentation, _similarity, gan
 from jaxloss._spec import LossSpec
 
 
 def _collect() -> Mapping[str, LossSpec]:
   out: dict[str, LossSpec] = {}
-  for module in (_classification, _regression, _information, gan):
+  for module in (_classification, _regression, _information, gan, _segmentation, _similarity, _ranking):
     for spec in module.SPECS:
       if spec.name in out:
         raise RuntimeError(f"loss {spec.name!r} is registered twice")
