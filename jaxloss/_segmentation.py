@@ -454,6 +454,7 @@ def multiclass_generalized_dice_loss(
 
 
 def _gdl_dp(p, t, axis=-1, smooth=0.0):
+  t = jnp.asarray(t).astype(p.dtype)  # targets are not a float argument: they keep their own dtype
   cax = axis % p.ndim
   p, t = jnp.moveaxis(p, cax, -1), jnp.moveaxis(t, cax, -1)
   sum_axes = tuple(range(1, p.ndim - 1))
@@ -488,13 +489,14 @@ def _gdl_reference(p, t, axis=-1, smooth=0.0):
 
 
 def _sample_gdl(key, dtype, shape=(2, 6, 3)):
-  """Softmax probabilities and one-hot targets ``[B, pixels, C]``; class 0 frequent, class C-1 rare."""
+  """Softmax probabilities and integer one-hot targets ``[B, pixels, C]``; class 0 frequent, class C-1 rare."""
   k1, k2 = jax.random.split(key)
   logits = jax.random.normal(k1, shape, jnp.float32)
   c = shape[-1]
   prior = jnp.log(jnp.linspace(1.0, 0.2, c))
   labels = jax.random.categorical(k2, jnp.broadcast_to(prior, shape))
-  return jax.nn.softmax(logits, axis=-1).astype(dtype), jax.nn.one_hot(labels, c, dtype=jnp.float32)
+  # integer one-hot targets: not a float argument (their gradient is not claimed), so nothing perturbs them
+  return jax.nn.softmax(logits, axis=-1).astype(dtype), jax.nn.one_hot(labels, c, dtype=jnp.int32)
 
 
 def _gdl_optax(p, t, axis=-1, smooth=0.0):

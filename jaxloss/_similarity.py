@@ -32,10 +32,10 @@ any other value makes that element NaN (and raises inside
 there and computes a mixture.
 
 **Kinks.** Every :math:`\max(0, z)` has the subgradient 0 at :math:`z = 0`
-(as ``jax.nn.relu``; the project's convention). PyTorch's ``clamp_min`` passes
-the gradient at :math:`z = 0` (``margin_ranking_loss``, ``triplet_margin_loss``)
-or blocks it (``cosine_embedding_loss``, ``hinge_embedding_loss``), per loss;
-the parity tests keep random points off the kink.
+(as ``jax.nn.relu``; the project's convention). PyTorch's ``clamp_min(0)``
+passes the full gradient at :math:`z = 0` (measured for the margin-ranking,
+hinge-embedding and triplet losses); the parity tests keep random points off
+the kink and check the kink itself against that rule.
 """
 
 from __future__ import annotations
@@ -734,7 +734,7 @@ def hinge_embedding_loss(
      \ell = \begin{cases} x & y = 1 \\ \max(0, m - x) & y = -1, \end{cases} \qquad
      \partial_x \ell = \begin{cases} 1 & y = 1 \\ -[m - x > 0] & y = -1 \end{cases}
 
-  (by hand; subgradient 0 at :math:`x = m`, as PyTorch).
+  (by hand; subgradient 0 at :math:`x = m`, where PyTorch passes -1).
 
   Differences from PyTorch: labels other than :math:`\pm 1` are NaN here;
   PyTorch adds both branches for them.
