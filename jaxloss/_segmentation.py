@@ -205,17 +205,13 @@ _SEG_EDGES = (
 )
 
 
-def _dice_optax(p, t, axis=None, smooth=1.0):
-  """optax's dice_loss on logits (its probability path checks sums in Python and cannot be jitted)."""
-  import optax  # pylint: disable=g-import-not-at-top
-
-  del axis
-  return optax.losses.dice_loss(p[..., None], t[..., None], smooth=0.5 * smooth, apply_softmax=True,
-                                axis=tuple(range(1, p.ndim)), reduction="mean")
+def _dice_naive(p, t, axis=None, smooth=1.0):
+  axes = tuple(range(1, p.ndim)) if axis is None else axis
+  return 1.0 - (2.0 * jnp.sum(p * t, axes) + smooth) / (jnp.sum(p, axes) + jnp.sum(t, axes) + smooth)
 
 
-_dice_optax.__name__ = "optax.losses.dice_loss (on logits)"
-
+# No optax peer: optax.losses.dice_loss on probabilities (apply_softmax=False) checks the row sums with a Python
+# `if` and cannot be jitted; on logits it is another function of the inputs.
 DICE_LOSS = LossSpec(
     name="dice_loss",
     family="segmentation",
@@ -235,7 +231,7 @@ DICE_LOSS = LossSpec(
     formula=r"1 - \frac{2\sum p t + s}{\sum p + \sum t + s}",
     domain="p, t in [0, 1]; smooth >= 0",
     float_argnums=(0, 1),
-    optax_peer=_dice_optax,
+    naive=_dice_naive,
 )
 
 
@@ -335,15 +331,11 @@ def _tversky_reference(p, t, alpha=0.5, beta=0.5, axis=None, smooth=1.0):
   return np.where(_ref_flag(p, t, axes), np.nan, out)
 
 
-def _tversky_optax(p, t, alpha=0.5, beta=0.5, axis=None, smooth=1.0):
-  import optax  # pylint: disable=g-import-not-at-top
+def _tversky_naive(p, t, alpha=0.5, beta=0.5, axis=None, smooth=1.0):
+  axes = tuple(range(1, p.ndim)) if axis is None else axis
+  tp = jnp.sum(p * t, axes)
+  return 1.0 - (tp + smooth) / (tp + alpha * jnp.sum(p * (1 - t), axes) + beta * jnp.sum((1 - p) * t, axes) + smooth)
 
-  del axis
-  return optax.losses.dice_loss(p[..., None], t[..., None], smooth=smooth, alpha=alpha, beta=beta,
-                                apply_softmax=True, axis=tuple(range(1, p.ndim)), reduction="mean")
-
-
-_tversky_optax.__name__ = "optax.losses.dice_loss(alpha, beta) (on logits)"
 
 TVERSKY_LOSS = LossSpec(
     name="tversky_loss",
@@ -364,7 +356,7 @@ TVERSKY_LOSS = LossSpec(
     formula=r"1 - \frac{I + s}{I + \alpha FP + \beta FN + s}",
     domain="p, t in [0, 1]; alpha, beta, smooth >= 0",
     float_argnums=(0, 1),
-    optax_peer=_tversky_optax,
+    naive=_tversky_naive,
 )
 
 
@@ -499,20 +491,22 @@ def _sample_gdl(key, dtype, shape=(2, 6, 3)):
   return jax.nn.softmax(logits, axis=-1).astype(dtype), jax.nn.one_hot(labels, c, dtype=jnp.int32)
 
 
-def _gdl_optax(p, t, axis=-1, smooth=0.0):
-  import optax  # pylint: disable=g-import-not-at-top
-
-  del axis
-  return optax.losses.multiclass_generalized_dice_loss(p, t, smooth=smooth, apply_softmax=True)
-
-
-_gdl_optax.__name__ = "optax.losses.multiclass_generalized_dice_loss (on logits; a different loss)"
-
 _GDL_P = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]],
                    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]]])
 _GDL_T = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]],
                    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]])
 
+def _gdl_naive(p, t, axis=-1, smooth=0.0):
+  del axis
+  t = t.astype(p.dtype)
+  ax = tuple(range(1, p.ndim - 1))
+  tc = jnp.sum(t, ax)
+  w = 1.0 / jnp.square(tc)
+  w = jnp.where(jnp.isinf(w), jnp.max(jnp.where(jnp.isinf(w), 0.0, w), -1, keepdims=True), w)
+  return 1.0 - (2.0 * jnp.sum(w * jnp.sum(p * t, ax), -1) + smooth) / (jnp.sum(w * (jnp.sum(p, ax) + tc), -1) + smooth)
+
+
+# optax.losses.multiclass_generalized_dice_loss is a different loss (docstring): no optax peer.
 MULTICLASS_GENERALIZED_DICE_LOSS = LossSpec(
     name="multiclass_generalized_dice_loss",
     family="segmentation",
@@ -534,7 +528,7 @@ MULTICLASS_GENERALIZED_DICE_LOSS = LossSpec(
     rowwise=True,
     formula=r"1 - \frac{2\sum_c w_c \sum p t + s}{\sum_c w_c \sum (p + t) + s},\ w_c = 1/(\sum t_c)^2",
     domain="p, t in [0, 1], classes on axis; smooth >= 0",
-    optax_peer=_gdl_optax,
+    naive=_gdl_naive,
 )
 
 SPECS = (DICE_LOSS, TVERSKY_LOSS, MULTICLASS_GENERALIZED_DICE_LOSS)

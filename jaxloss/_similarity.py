@@ -433,6 +433,9 @@ COSINE_EMBEDDING_LOSS = LossSpec(
     formula=r"1 - c \ (y = 1),\ \max(0, c - m) \ (y = -1);\ c = \hat x_1 \cdot \hat x_2",
     domain="x1, x2 real vectors; y in {-1, +1}; eps > 0",
     float_argnums=(0, 1),
+    naive=lambda a, b, y, margin=0.0: jnp.where(
+        y > 0, 1.0 - jnp.sum(a * b, -1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)),
+        jnp.maximum(jnp.sum(a * b, -1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)) - margin, 0.0)),
 )
 
 
@@ -629,6 +632,8 @@ TRIPLET_MARGIN_LOSS = LossSpec(
     domain="real vectors; p >= 1; eps >= 0",
     float_argnums=(0, 1, 2),
     optax_peer=_triplet_optax,
+    naive=lambda a, pp, nn, margin=1.0: jnp.maximum(
+        jnp.linalg.norm(a - pp + 1e-6, axis=-1) - jnp.linalg.norm(a - nn + 1e-6, axis=-1) + margin, 0.0),
 )
 
 
@@ -713,6 +718,7 @@ MARGIN_RANKING_LOSS = LossSpec(
     formula=r"\max(0, -y (x_1 - x_2) + m)",
     domain="x1, x2 real; y in {-1, +1}",
     float_argnums=(0, 1),
+    naive=lambda a, b, y, margin=0.0: jnp.maximum(-y * (a - b) + margin, 0.0),
 )
 
 
@@ -793,6 +799,7 @@ HINGE_EMBEDDING_LOSS = LossSpec(
     configs=({}, {"margin": 2.0}),
     formula=r"x \ (y = 1),\ \max(0, m - x) \ (y = -1)",
     domain="x real (a distance); y in {-1, +1}",
+    naive=lambda x, y, margin=1.0: jnp.where(y > 0, x, jnp.maximum(margin - x, 0.0)),
 )
 
 
