@@ -169,6 +169,11 @@ def _sample_ranking(key, dtype, shape=(3, 5)):
   return s, y
 
 
+def _bench_ranking(key, dtype, elems):
+  """Lists of 16 items, at most 8192 of them (the pair tensor is [lists, 16, 16])."""
+  return _sample_ranking(key, dtype, shape=(int(min(8192, max(1, elems // 16))), 16))
+
+
 _EDGES = (
     EdgeCase((np.array([[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]]), np.array([[2, 1, 0], [1, 1, 1]])),
              "a list of equal labels: no pairs, excluded"),
@@ -193,6 +198,9 @@ PAIRWISE_LOGISTIC_LOSS = LossSpec(
     rowwise=True,
     formula=r"\operatorname{mean}_{y_i > y_j} \log(1 + e^{-(s_i - s_j)})",
     domain="scores real; labels real (ordered)",
+    naive=lambda s, y: jnp.sum(jnp.where(y[..., :, None] > y[..., None, :], jax.nn.softplus(s[..., None, :] - s[..., :, None]), 0.0), (-2, -1))
+    / jnp.sum(y[..., :, None] > y[..., None, :], (-2, -1)),
+    bench_sample=_bench_ranking,
 )
 
 PAIRWISE_HINGE_LOSS = LossSpec(
@@ -208,6 +216,9 @@ PAIRWISE_HINGE_LOSS = LossSpec(
     rowwise=True,
     formula=r"\operatorname{mean}_{y_i > y_j} \max(0, 1 - (s_i - s_j))",
     domain="scores real; labels real (ordered)",
+    naive=lambda s, y: jnp.sum(jnp.where(y[..., :, None] > y[..., None, :], jax.nn.relu(1.0 - s[..., :, None] + s[..., None, :]), 0.0), (-2, -1))
+    / jnp.sum(y[..., :, None] > y[..., None, :], (-2, -1)),
+    bench_sample=_bench_ranking,
 )
 
 SPECS = (PAIRWISE_LOGISTIC_LOSS, PAIRWISE_HINGE_LOSS)
