@@ -169,6 +169,11 @@ def _sample_ranking(key, dtype, shape=(3, 5)):
   return s, y
 
 
+def _naive(pair_fn, s, y):
+  valid = y[..., :, None] > y[..., None, :]
+  return jnp.sum(jnp.where(valid, pair_fn(s[..., :, None] - s[..., None, :]), 0.0), (-2, -1)) / jnp.sum(valid, (-2, -1))
+
+
 def _bench_ranking(key, dtype, elems):
   """Lists of 16 items, at most 8192 of them (the pair tensor is [lists, 16, 16])."""
   return _sample_ranking(key, dtype, shape=(int(min(8192, max(1, elems // 16))), 16))
@@ -177,7 +182,8 @@ def _bench_ranking(key, dtype, elems):
 _EDGES = (
     EdgeCase((np.array([[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]]), np.array([[2, 1, 0], [1, 1, 1]])),
              "a list of equal labels: no pairs, excluded"),
-    EdgeCase((np.array([[2.0, 1.0, 0.0, 0.0], [3.0, 3.0, -1.0, 2.0]]), np.array([[3.0, 2.0, 0.0, 0.0], [1.0, 0.0, 2.0, 2.0]])),
+    EdgeCase((np.array([[2.0, 1.0, 0.0, 0.0], [3.0, 3.0, -1.0, 2.0]]),
+              np.array([[3.0, 2.0, 0.0, 0.0], [1.0, 0.0, 2.0, 2.0]])),
              "score ties, label ties, margins exactly 1 (hinge kink)"),
     EdgeCase((np.array([[30.0, -30.0], [-30.0, 30.0]]), np.array([[1, 0], [1, 0]])), "saturated pairs"),
     EdgeCase((np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, np.nan], [1.0, 0.0]])), "NaN label: NaN list",
@@ -198,8 +204,7 @@ PAIRWISE_LOGISTIC_LOSS = LossSpec(
     rowwise=True,
     formula=r"\operatorname{mean}_{y_i > y_j} \log(1 + e^{-(s_i - s_j)})",
     domain="scores real; labels real (ordered)",
-    naive=lambda s, y: jnp.sum(jnp.where(y[..., :, None] > y[..., None, :], jax.nn.softplus(s[..., None, :] - s[..., :, None]), 0.0), (-2, -1))
-    / jnp.sum(y[..., :, None] > y[..., None, :], (-2, -1)),
+    naive=lambda s, y: _naive(lambda d: jax.nn.softplus(-d), s, y),
     bench_sample=_bench_ranking,
 )
 
@@ -216,8 +221,7 @@ PAIRWISE_HINGE_LOSS = LossSpec(
     rowwise=True,
     formula=r"\operatorname{mean}_{y_i > y_j} \max(0, 1 - (s_i - s_j))",
     domain="scores real; labels real (ordered)",
-    naive=lambda s, y: jnp.sum(jnp.where(y[..., :, None] > y[..., None, :], jax.nn.relu(1.0 - s[..., :, None] + s[..., None, :]), 0.0), (-2, -1))
-    / jnp.sum(y[..., :, None] > y[..., None, :], (-2, -1)),
+    naive=lambda s, y: _naive(lambda d: jax.nn.relu(1.0 - d), s, y),
     bench_sample=_bench_ranking,
 )
 

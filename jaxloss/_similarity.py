@@ -459,7 +459,7 @@ def _pnorm(u, p, axis):
 
 
 def _dpnorm(u, p, axis):
-  r"""Closed form :math:`\partial \lVert u\rVert_p / \partial u = \operatorname{sign}(u)|u|^{p-1}/\lVert u\rVert_p^{p-1}`."""
+  r"""Closed form :math:`\partial_u \lVert u\rVert_p = \operatorname{sign}(u)|u|^{p-1}/\lVert u\rVert_p^{p-1}`."""
   q = jnp.asarray(p).astype(u.dtype)
   d = jnp.expand_dims(_pnorm(u, p, axis), axis)
   safe = jnp.where(d > 0, d, jnp.ones_like(d))
@@ -968,7 +968,8 @@ NTXENT = LossSpec(
     ),
     configs=({}, {"temperature": 0.5}),
     rowwise=True,
-    formula=r"\tfrac{1}{|P(i)|}\sum_{j\in P(i)} \operatorname{softplus}(\operatorname{lse}_{k\in N(i)} z_{ik} - z_{ij})",
+    formula=(r"\tfrac{1}{|P(i)|}\sum_{j\in P(i)} "
+             r"\operatorname{softplus}(\operatorname{lse}_{k\in N(i)} z_{ik} - z_{ij})"),
     domain="embeddings [N, D] real; integer labels [N]; temperature > 0",
     optax_peer=optax_loss("ntxent"),
     bench_sample=_bench_ntxent,

@@ -607,8 +607,8 @@ def margin_ranking_loss(
   return _reduce(_clamp0_pass(-y * (a - b) + margin), reduction)
 
 
-def hinge_embedding_loss(
-    input: ArrayLike, target: ArrayLike, *, margin: float = 1.0, reduction: str = "mean",  # pylint: disable=redefined-builtin
+def hinge_embedding_loss(  # pylint: disable=redefined-builtin
+    input: ArrayLike, target: ArrayLike, *, margin: float = 1.0, reduction: str = "mean",
 ) -> jax.Array:
   r"""``torch.nn.functional.hinge_embedding_loss``.
 
