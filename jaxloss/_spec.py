@@ -56,7 +56,7 @@ class LossSpec:
   """Everything jaxloss knows about one loss (see module docstring)."""
 
   name: str
-  family: str  # "classification" | "regression" | "information" | "gan"
+  family: str  # "classification" | "regression" | "information" | "gan" | "segmentation" | "metric"
   fn: Callable[..., Any]
   arg_names: tuple[str, ...]
   grads: Mapping[int, Callable[..., Any]]
