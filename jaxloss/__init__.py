@@ -15,7 +15,10 @@ from jaxloss._classification import *  # noqa: F401,F403
 from jaxloss._ctc import *  # noqa: F401,F403
 from jaxloss._information import *  # noqa: F401,F403
 from jaxloss._margin import *  # noqa: F401,F403
+from jaxloss._ranking import *  # noqa: F401,F403
 from jaxloss._regression import *  # noqa: F401,F403
+from jaxloss._segmentation import *  # noqa: F401,F403
+from jaxloss._similarity import *  # noqa: F401,F403
 from jaxloss._registry import REGISTRY
 from jaxloss._sparsemax import *  # noqa: F401,F403
 from jaxloss._spec import EdgeCase, LossSpec

@@ -10,13 +10,15 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from jaxloss import _categorical, _classification, _ctc, _information, _margin, _regression, _sparsemax, gan
+from jaxloss import (_categorical, _classification, _ctc, _information, _margin, _ranking, _regression,
+                     _segmentation, _similarity, _sparsemax, gan)
 from jaxloss._spec import LossSpec
 
 
 def _collect() -> Mapping[str, LossSpec]:
   out: dict[str, LossSpec] = {}
-  for module in (_classification, _categorical, _margin, _sparsemax, _regression, _information, gan, _ctc):
+  for module in (_classification, _categorical, _margin, _sparsemax, _regression, _information, gan, _segmentation,
+                 _similarity, _ranking, _ctc):
     for spec in module.SPECS:
       if spec.name in out:
         raise RuntimeError(f"loss {spec.name!r} is registered twice")

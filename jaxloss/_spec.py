@@ -56,7 +56,7 @@ class LossSpec:
   """Everything jaxloss knows about one loss (see module docstring)."""
 
   name: str
-  family: str  # "classification" | "regression" | "information" | "gan" | "sequence"
+  family: str  # "classification" | "regression" | "information" | "gan" | "segmentation" | "metric" | "sequence"
   fn: Callable[..., Any]
   arg_names: tuple[str, ...]
   grads: Mapping[int, Callable[..., Any]]
@@ -73,6 +73,9 @@ class LossSpec:
   naive: Callable[..., Any] | None = None
   # argnums that may carry a dtype (the others, e.g. integer labels, keep theirs)
   float_argnums: tuple[int, ...] = (0,)
+  # ``bench_sample(key, dtype, elems)``: the benchmark's inputs at about ``elems`` elements, where the
+  # sampler's ``shape`` cannot reach a sensible large size (quadratic losses such as NT-Xent)
+  bench_sample: Callable[..., tuple[Any, ...]] | None = None
 
   def unreduced(self, *args: Any, **config: Any) -> Any:
     """The unreduced loss ``fn(*args, reduction="none", **config)``."""

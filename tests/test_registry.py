@@ -63,7 +63,8 @@ def test_spec_contract(name):
   if spec.hessian is not None:
     x = args[spec.hessian_argnum]
     assert jax.eval_shape(spec.hessian, *args).shape == jnp.shape(x) + jnp.shape(x)
-  assert spec.family in ("classification", "regression", "information", "gan", "sequence")
+  assert spec.family in ("classification", "regression", "information", "gan", "segmentation", "metric",
+                         "sequence")
   for e in spec.edge_cases:
     assert len(e.args) == len(spec.arg_names) and e.note
 

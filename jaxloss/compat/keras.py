@@ -377,3 +377,64 @@ def categorical_generalized_cross_entropy(y_true: ArrayLike, y_pred: ArrayLike, 
   one_hot = jax.nn.one_hot(labels.astype(jnp.int32), p.shape[-1], dtype=p.dtype)
   py = jnp.sum(p * one_hot, axis=-1)
   return _reduce((1 - jnp.power(py, q)) / q, reduction)
+
+
+# --------------------------------------------------------------------------
+# segmentation and similarity (issue 15)
+# --------------------------------------------------------------------------
+__all__ += ["dice", "tversky", "cosine_similarity"]
+
+
+def dice(y_true: ArrayLike, y_pred: ArrayLike, *, axis=None, reduction=None) -> jax.Array:
+  r"""``keras.losses.dice``: :math:`1 - 2\sum y p / (\sum y + \sum p + \epsilon)`, :math:`\epsilon = 10^{-7}`.
+
+  ``axis=None`` (Keras's default) sums over *every* axis, the batch included:
+  one Dice ratio for the whole batch (keras-team/keras#19637). Native
+  :func:`jaxloss.dice_loss` is per sample, with ``smooth`` in numerator and
+  denominator.
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  inter = jnp.sum(y * p, axis=axis)
+  return _reduce(1.0 - 2.0 * inter / (jnp.sum(y, axis=axis) + jnp.sum(p, axis=axis) + EPSILON), reduction)
+
+
+def tversky(y_true: ArrayLike, y_pred: ArrayLike, *, alpha: float = 0.5, beta: float = 0.5, axis=None,
+            reduction=None) -> jax.Array:
+  r"""``keras.losses.tversky`` (Keras 3.15), ``alpha`` and ``beta`` as Keras applies them.
+
+  .. math::
+     \ell = 1 - \frac{\sum y p}{\sum y p + \alpha \sum y (1 - p) + \beta \sum (1 - y) p + \epsilon}
+
+  Keras names :math:`\sum y (1 - p)` "fp", but it counts false *negatives*: its
+  ``alpha`` weighs false negatives and ``beta`` false positives, the opposite of
+  Salehi et al. and of native :func:`jaxloss.tversky_loss`
+  (keras-team/keras#23333). ``tversky(y, p, alpha=a, beta=b)`` equals, up to
+  the epsilon and the batch-wide ``axis=None``,
+  ``jaxloss.tversky_loss(p, y, alpha=b, beta=a, smooth=0)``.
+  """
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  inter = jnp.sum(y * p, axis=axis)
+  fn = jnp.sum((1 - p) * y, axis=axis)
+  fp = jnp.sum(p * (1 - y), axis=axis)
+  return _reduce(1.0 - inter / (inter + fn * alpha + fp * beta + EPSILON), reduction)
+
+
+def cosine_similarity(y_true: ArrayLike, y_pred: ArrayLike, *, axis: int = -1, reduction=None) -> jax.Array:
+  r"""``keras.losses.cosine_similarity``: the *negated* cosine, :math:`-\hat y \cdot \hat p`.
+
+  Keras normalizes as ``x * minimum(rsqrt(sum(x^2)), 1 / 1e-7)``, i.e.
+  :math:`\hat x = x / \max(\lVert x\rVert, 10^{-7})`: a zero vector scores 0.
+  Here the gradient there is the finite :math:`-\hat p / 10^{-7}` of that formula
+  (Keras's own autodiff on the JAX backend differentiates ``rsqrt`` at 0 and
+  gets NaN). Native :func:`jaxloss.cosine_similarity` returns :math:`+\cos`.
+  """
+  from jaxloss import _similarity  # pylint: disable=g-import-not-at-top
+
+  p, dtype = _pred(y_pred)
+  y = _true(y_true, dtype)
+  _check_same_shape(y, p)
+  return _reduce(-_similarity._cos(y, p, EPSILON, axis), reduction)  # pylint: disable=protected-access

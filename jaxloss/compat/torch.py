@@ -729,3 +729,95 @@ def multilabel_margin_loss(
   loss = jnp.sum(counts[..., :, None] * non_target[..., None, :] * h, axis=(-2, -1)) / c
   loss = _base.nan_where(jnp.any(bad_index, axis=-1), loss)
   return _reduce(loss, reduction)
+
+
+# --------------------------------------------------------------------------
+# similarity and metric learning (issue 15)
+# --------------------------------------------------------------------------
+__all__ += ["cosine_similarity", "cosine_embedding_loss", "margin_ranking_loss", "hinge_embedding_loss"]
+
+
+def _norm2(x, dim):
+  """``linalg.vector_norm(x, 2, dim)`` with PyTorch's backward (0 at the zero vector)."""
+  sq = jnp.sum(jnp.square(x), axis=dim, keepdims=True)
+  pos = sq > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, jnp.ones_like(sq))), jnp.zeros_like(sq))
+
+
+def cosine_similarity(x1: ArrayLike, x2: ArrayLike, *, dim: int = 1, eps: float = 1e-8) -> jax.Array:
+  r"""``torch.nn.functional.cosine_similarity``, backward included.
+
+  PyTorch computes :math:`(x_1 / n_1)\cdot(x_2 / n_2)` with
+  :math:`n_i = \max(\lVert x_i\rVert, \epsilon)`, the clamp applied in place under
+  ``no_grad``: the backward treats the clamp as the identity. The value equals
+  native :func:`jaxloss.cosine_similarity` (same rule), and so does the gradient
+  except for :math:`0 < \lVert x_i\rVert < \epsilon`, where PyTorch adds
+  :math:`-x_i (\hat x_i\cdot\hat x_j)/(\epsilon \lVert x_i\rVert)` to the
+  derivative :math:`\hat x_j/\epsilon` of its own forward. Note ``dim=1`` (PyTorch's default).
+  """
+  a, dtype = _base.as_predictions("x1", x1)
+  b = _base.as_targets("x2", x2, dtype)
+  _base.check_same_shape("x1", a, "x2", b)
+  na = _clamp_min_straight_through(_norm2(a, dim), jnp.asarray(eps, dtype))
+  nb = _clamp_min_straight_through(_norm2(b, dim), jnp.asarray(eps, dtype))
+  return jnp.sum((a / na) * (b / nb), axis=dim)
+
+
+def _clamp0_pass(z):
+  """``clamp_min(z, 0)`` with PyTorch's backward: the gradient passes where ``z >= 0``."""
+  return jnp.where(z >= 0, z, jnp.zeros_like(z))
+
+
+def cosine_embedding_loss(
+    input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = "mean",
+) -> jax.Array:
+  r"""``torch.nn.functional.cosine_embedding_loss`` (vectors along the last dimension).
+
+  :math:`c = x_1\cdot x_2 / \sqrt{(\lVert x_1\rVert^2 + \epsilon)(\lVert x_2\rVert^2 + \epsilon)}`
+  with ATen's float32 :math:`\epsilon = 10^{-12}` (9.99999996e-13);
+  the loss is :math:`1 - c` where ``target == 1``, :math:`\max(0, c - m)` where
+  ``target == -1`` (gradient passed at :math:`c = m`), and 0 for any other
+  target value. Native :func:`jaxloss.cosine_embedding_loss` uses the
+  zero-vector rule :math:`\max(\lVert x\rVert, 10^{-8})` and NaN for other labels.
+  """
+  a, dtype = _base.as_predictions("input1", input1)
+  b = _base.as_targets("input2", input2, dtype)
+  _base.check_same_shape("input1", a, "input2", b)
+  y = _base.as_targets("target", target, dtype)
+  _base.check_same_shape("target", y, "input1 without its last dimension", a[..., 0])
+  tiny = jnp.asarray(_BCE_EPS, dtype)  # ATen's EPSILON = 1e-12 is a float32 constant, as in BCE's backward
+  c = jnp.sum(a * b, -1) / jnp.sqrt((jnp.sum(a * a, -1) + tiny) * (jnp.sum(b * b, -1) + tiny))
+  zero = jnp.zeros_like(c)
+  loss = jnp.where(y == 1, 1.0 - c, zero) + jnp.where(y == -1, _clamp0_pass(c - margin), zero)
+  return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(
+    input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = "mean",
+) -> jax.Array:
+  r"""``torch.nn.functional.margin_ranking_loss``: :math:`\max(0, -y(x_1 - x_2) + m)`.
+
+  Any ``target`` value is used as given (native :func:`jaxloss.margin_ranking_loss`
+  requires :math:`\pm 1`), and the gradient passes at the hinge.
+  """
+  a, dtype = _base.as_predictions("input1", input1)
+  b = _base.as_targets("input2", input2, dtype)
+  _base.check_same_shape("input1", a, "input2", b)
+  y = _base.as_targets("target", target, dtype)
+  _base.check_same_shape("input1", a, "target", y)
+  return _reduce(_clamp0_pass(-y * (a - b) + margin), reduction)
+
+
+def hinge_embedding_loss(  # pylint: disable=redefined-builtin
+    input: ArrayLike, target: ArrayLike, *, margin: float = 1.0, reduction: str = "mean",
+) -> jax.Array:
+  r"""``torch.nn.functional.hinge_embedding_loss``.
+
+  :math:`\ell = [y \ne -1]\,x + [y \ne 1]\max(0, m - x)`: :math:`x` for
+  :math:`y = 1`, :math:`\max(0, m - x)` for :math:`y = -1`, both for any other
+  value; the gradient passes at :math:`x = m`. Native
+  :func:`jaxloss.hinge_embedding_loss` gives NaN for labels other than :math:`\pm 1`.
+  """
+  x, t, _ = _pair(input, target)
+  zero = jnp.zeros_like(x)
+  return _reduce(jnp.where(t != 1, _clamp0_pass(margin - x), zero) + jnp.where(t != -1, x, zero), reduction)
