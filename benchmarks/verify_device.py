@@ -29,6 +29,7 @@ from collections.abc import Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as H  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
 from jaxloss import verify  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 

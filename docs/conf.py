@@ -23,9 +23,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-import jaxloss  # noqa: E402  pylint: disable=wrong-import-position
-
 import gen_api  # noqa: E402  pylint: disable=wrong-import-position
+
+import jaxloss  # noqa: E402  pylint: disable=wrong-import-position
 
 project = "jaxloss"
 author = "jaxloss developers"

@@ -70,12 +70,11 @@ training step; see ``benchmarks/RESULTS.md``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
-
 import contextlib
 import math
 import os
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp

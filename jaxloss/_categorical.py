@@ -23,9 +23,18 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _base, _labels
-from jaxloss._classification import (_cast_like_logits, _check_broadcast_option, _gap_sum, _int_ce, _row_prologue,
-                                     _rowwise_hessian, _sample_int_labels, _sample_softmax, _softmax_hessian_blocks,
-                                     _softmax_stats)
+from jaxloss._classification import (
+  _cast_like_logits,
+  _check_broadcast_option,
+  _gap_sum,
+  _int_ce,
+  _row_prologue,
+  _rowwise_hessian,
+  _sample_int_labels,
+  _sample_softmax,
+  _softmax_hessian_blocks,
+  _softmax_stats,
+)
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
 __all__ = [

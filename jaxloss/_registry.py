@@ -10,8 +10,19 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from jaxloss import (_categorical, _classification, _ctc, _information, _margin, _ranking, _regression,
-                     _segmentation, _similarity, _sparsemax, gan)
+from jaxloss import (
+  _categorical,
+  _classification,
+  _ctc,
+  _information,
+  _margin,
+  _ranking,
+  _regression,
+  _segmentation,
+  _similarity,
+  _sparsemax,
+  gan,
+)
 from jaxloss._spec import LossSpec
 
 

@@ -34,8 +34,7 @@ import numpy as np
 from jax import lax
 
 from jaxloss import _base, _labels
-from jaxloss._classification import (_cast_like_logits, _diag_hessian, _label_dtype, _rowwise_hessian,
-                                     _sample_int_labels)
+from jaxloss._classification import _cast_like_logits, _diag_hessian, _label_dtype, _rowwise_hessian, _sample_int_labels
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
 __all__ = [

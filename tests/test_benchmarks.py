@@ -83,6 +83,7 @@ def test_verify_device_writes_fragment_and_flags_a_wrong_gradient(tmp_path, monk
   assert "every check passed" in text and "| `squared_error` | ok" in text and "| FAIL" not in text
   # a wrong closed form shows up as FAIL in its cells and as a listed row, and the exit status is 1
   import dataclasses  # pylint: disable=g-import-not-at-top
+
   from jaxloss import _registry  # pylint: disable=g-import-not-at-top
   spec = jaxloss.REGISTRY["squared_error"]
   wrong = dataclasses.replace(spec, grads={0: lambda p, t: 2.01 * (p - t), 1: spec.grads[1]})

@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -175,7 +176,7 @@ def keras_question_report(variant, model, dataset: input_pipeline.Dataset) -> di
   return out
 
 
-def plot_reconstructions(path: str, dataset: input_pipeline.Dataset, examples: dict[str, "np.ndarray"],
+def plot_reconstructions(path: str, dataset: input_pipeline.Dataset, examples: dict[str, Any],
                          metrics: dict[str, dict[str, float]]) -> None:
   """One mosaic: a row of test originals, then one row per variant (and the baseline)."""
   import matplotlib  # pylint: disable=import-outside-toplevel

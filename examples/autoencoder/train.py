@@ -25,19 +25,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import configs as configs_lib
+import input_pipeline
 import jax
 import jax.numpy as jnp
+import models
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxloss
 from jaxloss.compat import keras as keras_compat
-
-import configs as configs_lib
-import input_pipeline
-import models
 
 
 # ----------------------------------------------------------------------------
