@@ -58,20 +58,66 @@ z_y - \frac1V \sum_j z_j` and :math:`\partial \ell / \partial \lambda =
 \operatorname{lse}^2` (so ``label_smoothing`` and ``z_loss`` may be traced
 values; ``logit_softcap`` must be a Python number).
 
-**Differentiation.** The function is a :func:`jax.custom_vjp`: reverse mode
-(``jax.grad``, ``jax.vjp``, ``value_and_grad``) works with respect to
-``hidden``, ``weight``, ``bias``, ``label_smoothing`` and ``z_loss``;
-**forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) is not supported**
-and raises JAX's ``TypeError`` ("can't apply forward-mode autodiff (jvp) to a
-custom_vjp function"), as for Liger-Kernel's and Cut Cross-Entropy's fused
-losses in PyTorch. ``jax.jit``, ``jax.vmap`` and a token batch sharded over
-devices (GSPMD) work.
+**Differentiation.** The statistics ``(lse, z_y, sum_j z_j)`` are a
+:func:`jax.custom_vjp` whose backward pass is the recomputing scan above, with
+the cotangents ``(a, g, u)`` of the three statistics giving
+:math:`G_j = (a\, p_j + g [j = y] + u)(1 - t_j^2)`; the loss and its
+derivatives in ``label_smoothing``, ``z_loss`` and ``weights`` follow by
+ordinary autodiff of the row formula. Reverse mode (``jax.grad``, ``jax.vjp``,
+``value_and_grad``) works with respect to ``hidden``, ``weight``, ``bias``,
+``weights``, ``label_smoothing`` and ``z_loss``; **forward mode (``jax.jvp``,
+``jax.jacfwd``, ``jax.hessian``) is not supported** and raises JAX's
+``TypeError`` ("can't apply forward-mode autodiff (jvp) to a custom_vjp
+function"), as for Liger-Kernel's and Cut Cross-Entropy's fused losses in
+PyTorch. ``jax.jit``, ``jax.vmap`` and a token batch sharded over devices
+(GSPMD) work.
 
-**Memory.** No ``[N, V]`` array exists in either pass. The temporaries are
+**Two modes.**
+
+* memory-lean (default): the two scans above, 4 matmuls of size ``N D V`` per
+  training step.
+* ``grad_in_forward=True`` (Liger-Kernel's order): one pass over token blocks
+  of ``B`` rows, each against the whole vocabulary: the block's ``[B, V]``
+  logits give its statistics, its rows of the loss and, at once, ``G`` for the
+  *reduced* loss ``sum_i omega_i l_i`` (``omega`` = weights / mask /
+  denominator of the reduction), so ``dL/dh`` (block rows), ``dL/dW`` and
+  ``dL/db`` (accumulated over blocks in float32) are computed in the forward
+  pass and kept as the residuals; the backward pass only scales them by the
+  incoming cotangent: 3 matmuls per step. Only when the call is
+  differentiated; the plain forward is the lean forward scan. A cotangent on
+  the ``logsumexp`` output (``return_aux``) costs one recomputing pass for
+  that term (a symbolic-zero check: none when the output is unused).
+
+**Vocabulary-parallel (``vocab_axis``).** With ``weight`` sharded over ``V`` on
+a mesh axis of ``S`` devices (and optionally the tokens over ``token_axis``),
+the call is a :func:`jax.shard_map` over the ambient mesh: each device scans
+its own ``V / S`` columns, and the per-row statistics combine across the axis
+(Megatron-LM's vocabulary-parallel cross-entropy):
+
+.. math::
+   m = \operatorname{pmax}(m_s), \quad s = \operatorname{psum}(s_s e^{m_s - m}), \quad
+   z_y = \operatorname{psum}(z_{y,s}), \quad \textstyle\sum_j z_j = \operatorname{psum}(\sum_{j \in s} z_j),
+
+plus a ``pmin`` of the shards' first argmax for the accuracy output. Label
+smoothing and z-loss use the **global** ``V`` (the bug of Megatron-LM #737 was
+the local one). Nothing of size ``[D, V]`` or ``[N, V]`` is gathered: the
+communication per step is ``O(N)`` floats over ``vocab_axis``, the
+``[N, D]`` all-reduce of ``dL/dh`` (each shard holds a partial sum) and, with
+``token_axis``, the data-parallel all-reduce of ``dL/dW`` (chunk by chunk, in
+float32); ``dL/dW`` comes out sharded like ``weight``.
+
+**Memory.** No ``[N, V]`` array exists in the lean mode. Its temporaries are
 ``O(N C)`` for the chunk's logits and their gradient, ``4 N D`` bytes for the
-float32 accumulator of ``dL/dh``, and ``O(N)`` row statistics. When ``V`` is not a
-multiple of ``C`` the last chunk is read at the clamped offset ``V - C`` and the
-columns already seen are masked: no padded copy of ``weight`` is made.
+float32 accumulator of ``dL/dh``, and ``O(N)`` row statistics; with
+``token_block_size=B`` the chunk buffers are ``O(B C)``, so only the
+accumulator and the ``O(N)`` statistics grow with ``N``. When ``V`` is not a
+multiple of ``C`` (or ``N`` of ``B``) the last piece is read at a clamped
+offset and the columns (rows) already seen are masked: no padded copy of
+``weight`` is made. The ``grad_in_forward`` mode holds about three
+``[B, V]`` float32 buffers (default ``B``: :func:`default_token_block`, 32 MiB
+each), a float32 ``[D, V]`` accumulator of ``dL/dW`` when there is more than
+one block, and keeps ``dL/dh`` and ``dL/dW`` (the sizes of ``hidden`` and
+``weight``) alive from the forward to the backward pass.
 
 A Pallas (Triton / Mosaic GPU) kernel for the chunk loop is not part of this
 module yet: it could not be validated without a GPU. The scan path runs on

@@ -714,9 +714,11 @@ def test_weights_and_modes_match_reference(mode, reduction):
 def test_negative_weight_makes_the_loss_nan(mode):
   h, w, b, y, where, use, tw = _weighted_case()
   tw = tw.at[1, 2].set(-1.0)
-  f = lambda h: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, **_MODES[mode])
-  val, dh = jax.jit(jax.value_and_grad(f))(h)
-  assert np.isnan(val) and np.all(np.isfinite(dh))
+  f = lambda h, tw: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, ignore_index=-100, **_MODES[mode])
+  ok, _ = jax.jit(jax.value_and_grad(f))(h, jnp.abs(tw))
+  val, dh = jax.jit(jax.value_and_grad(f))(h, tw)
+  assert np.isfinite(ok) and np.isnan(val) and np.all(np.isfinite(dh))
+  f = functools.partial(f, tw=tw)
   assert not jax.make_jaxpr(jax.value_and_grad(f))(h).effects  # no checkify effect by default
 
 
@@ -725,8 +727,11 @@ def test_negative_weight_makes_the_loss_nan(mode):
 def test_negative_weight_raises_under_runtime_checks(mode):
   h, w, b, y, where, use, tw = _weighted_case()
   tw = tw.at[1, 2].set(-1.0)
-  f = lambda tw: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, **_MODES[mode])
-  err, val = jax.jit(checkify.checkify(f, errors=checkify.user_checks))(tw)
+  f = lambda tw: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, ignore_index=-100, **_MODES[mode])
+  checked = jax.jit(checkify.checkify(f, errors=checkify.user_checks))
+  err, val = checked(jnp.abs(tw))
+  err.throw()  # valid weights: no error
+  err, val = checked(tw)
   assert np.isnan(val)
   with pytest.raises(checkify.JaxRuntimeError, match="weights must be non-negative"):
     err.throw()
