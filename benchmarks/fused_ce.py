@@ -24,7 +24,8 @@ Usage::
 
   python benchmarks/fused_ce.py --out benchmarks/results/fused_ce_cpu.md \\
       --plot docs/fused_ce_memory.png     # the CPU table: N=2048, D=256, V in {8192, 32768, 131072},
-                                          # float32 and bfloat16 (about 10 min on an idle 2-core CPU)
+                                          # float32 and bfloat16; about 20 min on an idle 2-core CPU (a
+                                          # V=131072 step is several seconds; --dtypes float32 halves it)
   python benchmarks/fused_ce.py --quick   # smoke run (tiny shapes, < 1 min)
   python benchmarks/fused_ce.py --gpu-target --out benchmarks/results/fused_ce_gpu.md
 

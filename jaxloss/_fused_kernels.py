@@ -260,8 +260,8 @@ def _local_backward(h, w, b, labels, lse, a, g, u, cfg: Config):
         row_ok = _row_mask(i, block, n, nb)
         mask = col_ok if row_ok is None else (row_ok[:, None] if col_ok is None else row_ok[:, None] & col_ok)
         hb = sl(h)
-        dhb, dwb, dbb = grads(hb, _transposed(hb), sl(labels), sl(lse), sl(a), sl(g), None if u is None else sl(u), wc, bc,
-                              offset + local, mask)
+        ub = None if u is None else sl(u)
+        dhb, dwb, dbb = grads(hb, _transposed(hb), sl(labels), sl(lse), sl(a), sl(g), ub, wc, bc, offset + local, mask)
         dh = lax.dynamic_update_slice_in_dim(dh, sl(dh) + dhb, rs, 0)
         return dh, dwc + dwb, None if dbc is None else dbc + dbb
 
