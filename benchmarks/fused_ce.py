@@ -142,11 +142,11 @@ def _device_stat(key: str) -> int | None:
   return None if not stats else stats.get(key)
 
 
-def measure(n, d, v, dtype, *, repeats, min_sample_s, peak=False, chunks=(), blocks=()) -> dict[str, Any]:
+def measure(n, d, v, dtype, *, repeats, min_sample_s, peak=False, chunks=(), blocks=(), skip=()) -> dict[str, Any]:
   h, w, y = _inputs(n, d, v, dtype)
   w_vd = jnp.asarray(w.T)  # jax-cce's layout, made once outside the timed step
   H.block((h, w, y, w_vd))
-  steps = _steps(_variants(chunks, blocks))
+  steps = {k: f for k, f in _steps(_variants(chunks, blocks)).items() if k not in skip}
   row: dict[str, Any] = {"N": n, "D": d, "V": v, "dtype": jnp.dtype(dtype).name,
                          "chunk": jfused.default_chunk_size(n, v), "block": min(jfused.default_token_block(v), n)}
   compiled = {}
@@ -157,7 +157,7 @@ def measure(n, d, v, dtype, *, repeats, min_sample_s, peak=False, chunks=(), blo
     row[f"{name}_compile_s"] = c.compile_s
   if peak:  # fused candidates first: device peaks only grow, so each reading is that candidate's own
     base = _device_stat("bytes_in_use")
-    for name in [k for k in compiled if k not in ("unfused", "optax", "jax_cce")] + ["unfused"]:
+    for name in [k for k in compiled if k not in ("unfused", "optax", "jax_cce")] + ["unfused"] * ("unfused" in compiled):
       H.block(compiled[name](*_args_for(name, h, w, w_vd, y)))
       p = _device_stat("peak_bytes_in_use")
       row[f"{name}_peak_above_inputs"] = None if (p is None or base is None) else p - base
@@ -199,7 +199,8 @@ def table(rows) -> str:
   for r in rows:
     for name in _names([r]):
       out.append([r["N"], r["D"], r["V"], r["dtype"], name, _mib(r[f"{name}_temp"]),
-                  f"{r[f'{name}_temp'] / max(r['unfused_temp'], 1):.3f}", H.fmt_time(r[f"{name}_s"]),
+                  f"{r[f'{name}_temp'] / max(r.get('unfused_temp', 0), 1):.3f}" if "unfused_temp" in r else "-",
+                  H.fmt_time(r[f"{name}_s"]),
                   H.fmt_ratio(r[f"{name}_s"], r["optax_s"]), f"{r[f'{name}_loss_diff']:.1e}",
                   f"{r[f'{name}_dw_rel']:.1e}"])
   return H.markdown_table(headers, out)
@@ -214,7 +215,8 @@ def ratio_table(rows) -> str:
     cce = r.get("jax_cce_s")
     out.append([r["N"], r["D"], r["V"], r["dtype"], H.fmt_ratio(r["fast_s"], r["optax_s"]),
                 H.fmt_ratio(r["lean_s"], r["optax_s"]), H.fmt_ratio(r["fast_s"], cce), H.fmt_ratio(r["lean_s"], cce),
-                H.fmt_ratio(r["unfused_s"], r["optax_s"]), f"1/{r['unfused_temp'] / max(r['lean_temp'], 1):.0f}"])
+                H.fmt_ratio(r.get("unfused_s"), r["optax_s"]),
+                f"1/{r['unfused_temp'] / max(r['lean_temp'], 1):.0f}" if "unfused_temp" in r else "-"])
   return H.markdown_table(headers, out)
 
 
@@ -292,6 +294,7 @@ def _parse(argv):
   p.add_argument("--repeats", type=int, default=None)
   p.add_argument("--chunks", default=None, help="extra lean chunk sizes (default on GPU: 8192)")
   p.add_argument("--blocks", default=None, help="extra fast token blocks (default on GPU: 1024)")
+  p.add_argument("--skip", default="", help="comma-separated candidates not to run (e.g. unfused, to save time)")
   p.add_argument("--sweep", action="store_true", help="also the compile-only memory sweep over V")
   p.add_argument("--out", default=None, help="markdown fragment, e.g. benchmarks/results/fused_ce_cpu.md")
   p.add_argument("--json", default=None, help="raw numbers as JSON")
@@ -312,6 +315,9 @@ def main(argv=None) -> int:
   else:
     vocabs = [int(v) for v in args.vocabs.split(",")] if args.vocabs else [c[2] for c in CPU_CONFIGS]
     configs, dtypes = [(2048, 256, v) for v in vocabs], (args.dtypes or ",".join(CPU_DTYPES)).split(",")
+  if args.gpu_target and args.skip:
+    p_err = "--skip is for CPU runs (the GPU goal compares against unfused)"
+    raise SystemExit(p_err)
   repeats = args.repeats or (2 if args.quick else 5 if args.gpu_target else 3)
   chunks = [int(c) for c in (args.chunks or ("8192" if args.gpu_target else "")).split(",") if c]
   blocks = [int(c) for c in (args.blocks or ("1024" if args.gpu_target else "")).split(",") if c]
@@ -325,7 +331,8 @@ def main(argv=None) -> int:
     for n, d, v in configs:
       print(f"measuring N={n} D={d} V={v} {dtype} ...", flush=True)
       r = measure(n, d, v, jnp.dtype(dtype), repeats=repeats, min_sample_s=0.0 if args.quick else 0.05,
-                  peak=args.gpu_target, chunks=[c for c in chunks if c <= v], blocks=[b for b in blocks if b <= n])
+                  peak=args.gpu_target, chunks=[c for c in chunks if c <= v], blocks=[b for b in blocks if b <= n],
+                  skip=[k for k in args.skip.split(",") if k and k != "optax"])
       rows.append(r)
       print("  " + ", ".join(f"{k}={r[k]:.4g}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in r), flush=True)
       print("  time / optax: " + ", ".join(f"{k}={r[k + '_s'] / r['optax_s']:.3f}" for k in _names([r])), flush=True)

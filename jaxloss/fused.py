@@ -115,7 +115,7 @@ multiple of ``C`` (or ``N`` of ``B``) the last piece is read at a clamped
 offset and the columns (rows) already seen are masked: no padded copy of
 ``weight`` is made. The ``grad_in_forward`` mode holds about three
 ``[B, V]`` float32 buffers (default ``B``: :func:`default_token_block`, 32 MiB
-each), a float32 ``[D, V]`` accumulator of ``dL/dW`` when there is more than
+each, more where its 256-row floor applies), a float32 ``[D, V]`` accumulator of ``dL/dW`` when there is more than
 one block, and keeps ``dL/dh`` and ``dL/dW`` (the sizes of ``hidden`` and
 ``weight``) alive from the forward to the backward pass.
 
@@ -162,16 +162,18 @@ def default_chunk_size(num_rows: int, vocab_size: int) -> int:
 
 # Default token block of grad_in_forward: at most this many f32 logits per block (32 MiB) ...
 _BLOCK_ELEMENTS = 1 << 23
-# ... and a power of two >= _MIN_BLOCK.
-_MIN_BLOCK = 16
+# ... but at least this many rows: each block reads and writes the float32 [D, V] accumulator of
+# dL/dweight (8 D V bytes) for 6 B D V flops of matmuls, so small blocks turn the step memory-bound.
+_MIN_BLOCK = 256
 
 
 def default_token_block(vocab_size: int) -> int:
   """The ``token_block_size`` used with ``grad_in_forward=True`` when none is given.
 
-  The largest power of two ``B >= 16`` with ``B * vocab_size <= 2**23`` (32 MiB
-  of float32 logits per block; ``vocab_size`` is a shard's V), clipped to the
-  number of rows by the caller.
+  The largest power of two ``B`` with ``B * vocab_size <= 2**23`` (32 MiB of
+  float32 logits per block; ``vocab_size`` is a shard's V), but at least 256
+  (the accumulator traffic per block, ``8 D V`` bytes, then stays below 1/192 of
+  the block's matmul flops); clipped to the number of rows by the caller.
   """
   budget = _BLOCK_ELEMENTS // max(int(vocab_size), 1)
   b = 1 << max(int(budget).bit_length() - 1, 0) if budget >= 1 else 1

@@ -834,8 +834,9 @@ def test_new_options_add_no_effect_by_default():
 
 
 def test_default_token_block():
-  assert fused.default_token_block(131072) == 64
+  assert fused.default_token_block(131072) == 256  # the floor: 2**23 / V would be 64
   assert fused.default_token_block(32768) == 256
-  assert fused.default_token_block(1 << 30) == 16
-  b = fused.default_token_block(50000)
-  assert b & (b - 1) == 0 and b * 50000 <= 2**23 < 2 * b * 50000
+  assert fused.default_token_block(8192) == 1024
+  assert fused.default_token_block(1 << 30) == 256
+  b = fused.default_token_block(20000)
+  assert b & (b - 1) == 0 and b * 20000 <= 2**23 < 2 * b * 20000
