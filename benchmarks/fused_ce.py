@@ -157,7 +157,8 @@ def measure(n, d, v, dtype, *, repeats, min_sample_s, peak=False, chunks=(), blo
     row[f"{name}_compile_s"] = c.compile_s
   if peak:  # fused candidates first: device peaks only grow, so each reading is that candidate's own
     base = _device_stat("bytes_in_use")
-    for name in [k for k in compiled if k not in ("unfused", "optax", "jax_cce")] + ["unfused"] * ("unfused" in compiled):
+    order = [k for k in compiled if k not in ("unfused", "optax", "jax_cce")] + ["unfused"] * ("unfused" in compiled)
+    for name in order:
       H.block(compiled[name](*_args_for(name, h, w, w_vd, y)))
       p = _device_stat("peak_bytes_in_use")
       row[f"{name}_peak_above_inputs"] = None if (p is None or base is None) else p - base
@@ -360,9 +361,10 @@ def main(argv=None) -> int:
   if sweep_rows:
     body += ["", f"Compile-only memory sweep against V (N={SWEEP_N}, D={SWEEP_D}, float32; `lean_tb` = lean with "
              f"`token_block_size={LEAN_BLOCK}`):", "", sweep_table(sweep_rows)]
-  text = H.fragment("Fused linear + softmax cross-entropy (issues 9, 16)", "\n".join(body), env,
-                    script="benchmarks/fused_ce.py" + (" --gpu-target" if args.gpu_target else
-                                                         " --quick" if args.quick else ""),
+  flags = [f"--{k} {getattr(args, k)}" for k in ("vocabs", "dtypes", "skip", "repeats") if getattr(args, k)]
+  script = " ".join(["benchmarks/fused_ce.py"] + (["--gpu-target"] if args.gpu_target else
+                                                  ["--quick"] if args.quick else []) + flags)
+  text = H.fragment("Fused linear + softmax cross-entropy (issues 9, 16)", "\n".join(body), env, script=script,
                     notes=_notes(env, args.gpu_target))
   print(text)
   if args.out:
