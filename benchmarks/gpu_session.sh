@@ -9,7 +9,9 @@
 #   0. install jaxloss (pip install -e . --no-deps; PYTHONPATH as fallback) and
 #      check that JAX sees a GPU (abort otherwise: no CPU numbers labelled GPU);
 #   1. ce_bandwidth.py at the full [8192, 131072] shape, bf16 and f32 (the headline);
-#   2. fused_ce.py, if present;
+#   2. fused_ce.py --gpu-target (its default on a GPU): lean, grad_in_forward (fast), lean at chunk 8192,
+#      fast at token block 1024, jaxloss unfused, optax and jax-cce (pip install -e .[bench]; skipped if
+#      absent) at N=8192, D=4096, V=131072 bf16: 7 compiles + ~60 timed steps, inside its 170 s;
 #   3. bench.py over the whole registry at the large size (2**24 elements);
 #   4. verify_device.py: jaxloss.verify over the registry in 4 dtypes, as a fragment;
 #   5. make_results.py, regenerating benchmarks/RESULTS.md with the new fragments.
@@ -68,6 +70,8 @@ step() {  # step NAME LIMIT_S CMD...: runs CMD with a time limit, output to the 
 if [ "$DRY_RUN" != 1 ]; then
   "$PY" -m pip install -e . --no-deps --no-build-isolation -q >>"$LOG" 2>&1 \
     || log "pip install -e . failed; using PYTHONPATH=$ROOT"
+  "$PY" -c "import jax_cce" >>"$LOG" 2>&1 || timeout 20 "$PY" -m pip install -q --retries 0 --timeout 5 "jax-cce==0.1.0" --no-deps >>"$LOG" 2>&1 \
+    || log "jax-cce not installable (no index?): fused_ce.py skips that peer"
 fi
 "$PY" - >>"$LOG" 2>&1 <<'EOF'
 import jax, jaxloss
@@ -85,7 +89,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv >>"$L
 step ce_bandwidth 110 "$PY" benchmarks/ce_bandwidth.py "${CE_ARGS[@]}" \
   --out "$RES/ce_bandwidth_gpu.md" --json "$OUT/json/ce_bandwidth_gpu.json"
 
-# 2. fused linear + CE (another script's own defaults; same --out/--json flags)
+# 2. fused linear + CE: all modes and peers at the issue's shape (the script's GPU default)
 if [ -f benchmarks/fused_ce.py ]; then
   step fused_ce 170 "$PY" benchmarks/fused_ce.py "${FUSED_ARGS[@]}" --out "$RES/fused_ce_gpu.md" --json "$OUT/json/fused_ce_gpu.json"
 fi

@@ -31,7 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT_ORDER = ("bench.py", "train_step.py", "ce_bandwidth.py", "fused_ce.py", "verify_device.py")
 PLATFORM_ORDER = ("cpu", "gpu", "cuda", "rocm", "tpu")
 # (script, platform) pairs the issue asks for; missing ones are listed as owed.
-EXPECTED = (("bench.py", "cpu"), ("bench.py", "gpu"), ("train_step.py", "cpu"), ("ce_bandwidth.py", "cpu"), ("ce_bandwidth.py", "gpu"),
+EXPECTED = (("bench.py", "cpu"), ("bench.py", "gpu"), ("train_step.py", "cpu"), ("train_step.py", "gpu"),
+            ("ce_bandwidth.py", "cpu"), ("ce_bandwidth.py", "gpu"), ("fused_ce.py", "cpu"), ("fused_ce.py", "gpu"),
             ("verify_device.py", "cpu"), ("verify_device.py", "gpu"))
 GPU_PLATFORMS = ("gpu", "cuda")
 

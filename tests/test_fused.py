@@ -470,6 +470,13 @@ def test_out_of_range_labels_nan_and_checkify():
     (dict(logit_softcap=0.0), ValueError, "logit_softcap"),
     (dict(logit_softcap=jnp.ones(())), TypeError, "logit_softcap"),
     (dict(reduction="avg"), ValueError, "reduction"),
+    (dict(token_block_size=0), ValueError, "token_block_size"),
+    (dict(token_block_size=2.0), TypeError, "token_block_size"),
+    (dict(grad_in_forward=True, reduction="none"), ValueError, "grad_in_forward"),
+    (dict(weights=np.ones(4, np.float32)), ValueError, "weights"),
+    (dict(weights=np.ones(3, bool)), TypeError, "weights"),
+    (dict(vocab_axis="model"), ValueError, "vocab_axis"),
+    (dict(token_axis="data"), ValueError, "token_axis"),
 ])
 def test_bad_arguments(kwargs, exc, match):
   args = dict(hidden=np.ones((3, 4), np.float32), weight=np.ones((4, 5), np.float32),
@@ -525,44 +532,106 @@ def test_temporaries_grow_with_chunk_not_with_vocab():
 
 
 # --------------------------------------------------------------------------
-# token batch sharded over 8 simulated devices (fresh process: XLA_FLAGS)
+# sharded over 8 simulated CPU devices (one fresh process: XLA_FLAGS must precede jax)
 # --------------------------------------------------------------------------
-_SHARDED_SCRIPT = textwrap.dedent("""
+_SHARDED_SCRIPT = textwrap.dedent(r"""
+    import re
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
     from jaxloss import fused
     assert jax.device_count() == 8, jax.devices()
     rng = np.random.default_rng(0)
-    n, d, v = 64, 16, 100
-    h = jnp.asarray(rng.standard_normal((n, d)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((d, v)), jnp.float32)
-    b = jnp.asarray(rng.standard_normal(v), jnp.float32)
-    y = jnp.asarray(rng.integers(0, v, n), jnp.int32).at[3].set(-100)
-    def loss(h, w, b, y):
-      return fused.linear_softmax_cross_entropy(h, w, y, bias=b, chunk_size=32, ignore_index=-100,
-                                                label_smoothing=0.1, z_loss=1e-3, logit_softcap=5.0)
-    step = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))
-    ref_v, ref_g = step(h, w, b, y)
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    rows, rep = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    hs, ys = jax.device_put(h, NamedSharding(mesh, P("data", None))), jax.device_put(y, rows)
-    ws, bs = jax.device_put(w, rep), jax.device_put(b, rep)
-    v, g = step(hs, ws, bs, ys)
+    n, d, v = 32, 16, 256
+    h = jnp.asarray(rng.standard_normal((8, n // 8, d)), jnp.float32)
+    w = rng.standard_normal((d, v)) / 4
+    w[:, 5] *= 3.0
+    w[:, 200] = w[:, 5]   # a tie across shards: the first argmax (5) is the correct one
+    w = jnp.asarray(w, jnp.float32)
+    b = jnp.asarray(rng.standard_normal(v), jnp.float32).at[200].set(0.0).at[5].set(0.0)
+    h = h.at[0, 0].set(w[:, 5] * 2).at[0, 1].set(w[:, 5] * 2)
+    top = np.argmax(np.asarray(h @ w + b), -1)  # half the labels are the argmax: accuracy is not all False
+    y = np.where(rng.random(top.shape) < 0.5, top, rng.integers(0, v, top.shape))
+    y[0, :3] = (5, 200, -100)
+    y = jnp.asarray(y, jnp.int32)
+    tw = jnp.asarray(rng.random(y.shape), jnp.float32)
+    OPTS = dict(ignore_index=-100, label_smoothing=0.1, z_loss=1e-3, logit_softcap=5.0, return_aux=True)
+
+    def step_fn(**kw):
+      def loss(h, w, b, y, tw):
+        val, aux = fused.linear_softmax_cross_entropy(h, w, y, bias=b, weights=tw, **OPTS, **kw)
+        return val + 1e-2 * jnp.mean(aux.logsumexp ** 2), aux.correct
+      return jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))
+
+    def all_gathers(text):  # result shapes of the all-gathers in compiled HLO ("f32[16,256]{1,0} all-gather(")
+      return [tuple(int(x) for x in m.group(1).split(",") if x)
+              for m in re.finditer(r"\w+\[([\d,]*)\][^ ]* all-gather(?:-start)?\(", text)]
+
+    def check(label, mesh_shape, kw, hlo=False, auto=False):
+      types = (AxisType.Auto if auto else AxisType.Explicit,) * 2
+      mesh = jax.make_mesh(mesh_shape, ("tok", "voc"), axis_types=types)
+      unsharded = {k: x for k, x in kw.items() if k not in ("vocab_axis", "token_axis")}
+      (rval, rcorrect), rgrads = step_fn(chunk_size=24, **unsharded)(h, w, b, y, tw)
+      with jax.set_mesh(mesh):
+        put = lambda x, *spec: jax.device_put(x, NamedSharding(mesh, P(*spec)))
+        tok = kw.get("token_axis")
+        args = (put(h, tok, None, None), put(w, None, "voc"), put(b, "voc"), put(y, tok, None), put(tw, tok, None))
+        step = step_fn(chunk_size=24, **kw)
+        (val, correct), grads = step(*args)
+        gathers = all_gathers(step.lower(*args).compile().as_text()) if hlo else []
+      # float32 on both sides: only the order of the sums differs
+      np.testing.assert_allclose(val, rval, rtol=2e-6)
+      assert np.array_equal(correct, rcorrect) and rcorrect.any() and rcorrect[0, 0] and not rcorrect[0, 1]
+      for name, a, c in zip(("dh", "dw", "db"), grads, rgrads):
+        np.testing.assert_allclose(a, c, rtol=2e-5, atol=2e-6 * float(np.max(np.abs(c))), err_msg=name)
+      assert grads[1].sharding.spec[1] == "voc" and grads[2].sharding.spec[0] == "voc", grads[1].sharding
+      big = [s for s in gathers if int(np.prod(s)) >= v]
+      assert not big, f"all-gathers of V-sized arrays: {big}"
+      print("OK", label, flush=True)
+
+    check("1x8", (1, 8), dict(vocab_axis="voc"), hlo=True)
+    check("8x1", (8, 1), dict(vocab_axis="voc", token_axis="tok", token_block_size=3))
+    check("2x4", (2, 4), dict(vocab_axis="voc", token_axis="tok"), auto=True)
+    check("2x4-grad_in_forward", (2, 4), dict(vocab_axis="voc", token_axis="tok", grad_in_forward=True,
+                                              token_block_size=5), hlo=True)
+    # the detector sees the gathers of the unsharded formulation (weight sharded over V, no vocab_axis) ...
+    mesh = jax.make_mesh((1, 8), ("tok", "voc"), axis_types=(AxisType.Auto,) * 2)
+    with jax.set_mesh(mesh):
+      ws = jax.device_put(w, NamedSharding(mesh, P(None, "voc")))
+      text = step_fn(chunk_size=24).lower(h, ws, b, y, tw).compile().as_text()
+    assert any(int(np.prod(s)) >= d * v for s in all_gathers(text)), all_gathers(text)
+    print("OK gather-detector", flush=True)
+    # ... and a token batch sharded by GSPMD alone (no axis named) still matches
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+    ref_v, ref_g = step_fn(chunk_size=24)(h, w, b, y, tw)
+    hs = jax.device_put(h, NamedSharding(mesh, P("data")))
+    (val, _), g = step_fn(chunk_size=24)(hs, w, b, jax.device_put(y, NamedSharding(mesh, P("data"))), tw)
     assert len(g[0].sharding.device_set) == 8
-    np.testing.assert_allclose(v, ref_v, rtol=1e-6)
+    np.testing.assert_allclose(val, ref_v[0], rtol=2e-6)
     for a, c in zip(g, ref_g):
-      np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-7)
-    print("SHARDED_OK", g[0].sharding)
+      np.testing.assert_allclose(a, c, rtol=2e-5, atol=2e-6 * float(np.max(np.abs(c))))
+    print("OK gspmd-token-batch", flush=True)
 """)
 
+_SHARDED_LABELS = ("1x8", "8x1", "2x4", "2x4-grad_in_forward", "gather-detector", "gspmd-token-batch")
 
-def test_token_batch_sharded_over_8_cpu_devices():
+
+@pytest.fixture(scope="module")
+def sharded_run():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
   env["JAX_PLATFORMS"] = "cpu"
   res = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, capture_output=True, text=True,
-                       timeout=120)
-  assert res.returncode == 0 and "SHARDED_OK" in res.stdout, res.stdout + res.stderr
+                       timeout=600)
+  ok = {line.split(" ", 1)[1] for line in res.stdout.splitlines() if line.startswith("OK ")}
+  return ok, res.stdout + res.stderr[-4000:]
+
+
+@pytest.mark.parametrize("label", _SHARDED_LABELS)
+def test_sharded_over_8_cpu_devices(label, sharded_run):
+  """Meshes (tokens x vocabulary) 1x8, 8x1, 2x4: value, accuracy and gradients equal the unsharded call,
+  dL/dweight stays sharded over V, and the compiled step has no V-sized all-gather."""
+  ok, log = sharded_run
+  assert label in ok, log
 
 
 def test_unbatched_empty_and_mixed_dtypes():
@@ -582,3 +651,192 @@ def test_unbatched_empty_and_mixed_dtypes():
   assert one.shape == () and float(one) == float(batch1)
   assert float(empty) == 0.0
   assert mixed.dtype == jnp.float32 and dh.dtype == jnp.float16 and dw.dtype == jnp.bfloat16
+
+
+# --------------------------------------------------------------------------
+# per-token weights, aux outputs, token blocking, grad_in_forward (float64: tight tolerances)
+# --------------------------------------------------------------------------
+_OPTS64 = dict(ignore_index=-100, label_smoothing=0.1, z_loss=1e-2, logit_softcap=4.0)
+_MODES = {
+    "lean": dict(chunk_size=8),
+    "lean_token_blocks": dict(chunk_size=8, token_block_size=4),  # 21 rows: clamped last block
+    "grad_in_forward": dict(grad_in_forward=True),
+    "grad_in_forward_blocks": dict(grad_in_forward=True, token_block_size=4),
+}
+
+
+def _weighted_case(seed=21):
+  h, w, b, y, where, use = _data(seed, (3, 7), 8, 45, F64, with_bias=True, ignore_index=-100, with_where=True)
+  tw = jnp.asarray(np.random.default_rng(seed).random((3, 7)) * 2)
+  return h, w, b, y, jnp.asarray(where), use, tw
+
+
+def _ref_weighted(h, w, b, tw, y, use, reduction):
+  rows = _ref_rows(h, w, b, y, jnp.asarray(use), eps=0.1, zl=1e-2, cap=4.0) * tw
+  if reduction == "none":
+    return rows
+  if reduction == "sum":
+    return jnp.sum(rows)
+  return jnp.sum(rows) / jnp.sum(jnp.where(jnp.asarray(use), tw, 0.0))
+
+
+# each mode once, each reduction at least twice (grad_in_forward has no "none": see test_bad_arguments)
+@pytest.mark.parametrize("mode, reduction", [("lean", "mean"), ("lean", "none"), ("lean_token_blocks", "sum"),
+                                             ("lean_token_blocks", "none"), ("grad_in_forward", "mean"),
+                                             ("grad_in_forward_blocks", "sum")])
+def test_weights_and_modes_match_reference(mode, reduction):
+  h, w, b, y, where, use, tw = _weighted_case()
+  ct = jnp.asarray(np.random.default_rng(2).standard_normal((3, 7)) if reduction == "none" else 1.0)
+
+  def fused_fn(h, w, b, tw):
+    return fused.linear_softmax_cross_entropy(h, w, y, bias=b, weights=tw, where=where, reduction=reduction,
+                                              **_OPTS64, **_MODES[mode])
+
+  def ref_fn(h, w, b, tw):
+    return _ref_weighted(h, w, b, tw, y, use, reduction)
+
+  @jax.jit
+  def both(h, w, b, tw):
+    out = []
+    for f in (fused_fn, ref_fn):
+      val, vjp = jax.vjp(f, h, w, b, tw)
+      out.append((val, vjp(ct)))
+    return out
+
+  (val, grads), (rval, rgrads) = both(h, w, b, tw)
+  # float64 throughout: the two differ by the order of the sums only
+  np.testing.assert_allclose(val, rval, rtol=1e-12, atol=1e-14)
+  for name, a, c in zip(("hidden", "weight", "bias", "weights"), grads, rgrads):
+    np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-13 * float(np.max(np.abs(c))), err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["lean", "grad_in_forward"])
+def test_negative_weight_makes_the_loss_nan(mode):
+  h, w, b, y, where, use, tw = _weighted_case()
+  tw = tw.at[1, 2].set(-1.0)
+  f = lambda h, tw: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, ignore_index=-100, **_MODES[mode])
+  ok, _ = jax.jit(jax.value_and_grad(f))(h, jnp.abs(tw))
+  val, dh = jax.jit(jax.value_and_grad(f))(h, tw)
+  assert np.isfinite(ok) and np.isnan(val) and np.all(np.isfinite(dh))
+  f = functools.partial(f, tw=tw)
+  assert not jax.make_jaxpr(jax.value_and_grad(f))(h).effects  # no checkify effect by default
+
+
+@pytest.mark.runtime_checks
+@pytest.mark.parametrize("mode", ["lean", "grad_in_forward"])
+def test_negative_weight_raises_under_runtime_checks(mode):
+  h, w, b, y, where, use, tw = _weighted_case()
+  tw = tw.at[1, 2].set(-1.0)
+  f = lambda tw: fused.linear_softmax_cross_entropy(h, w, y, weights=tw, ignore_index=-100, **_MODES[mode])
+  checked = jax.jit(checkify.checkify(f, errors=checkify.user_checks))
+  err, val = checked(jnp.abs(tw))
+  err.throw()  # valid weights: no error
+  err, val = checked(tw)
+  assert np.isnan(val)
+  with pytest.raises(checkify.JaxRuntimeError, match="weights must be non-negative"):
+    err.throw()
+
+
+@pytest.mark.parametrize("mode", ["lean_token_blocks", "grad_in_forward_blocks"])
+def test_aux_logsumexp_and_accuracy(mode):
+  """logsumexp equals the reference (and is differentiable); correct is 'first argmax == label', ties included."""
+  rng = np.random.default_rng(4)
+  n, d, vocab = 21, 8, 45
+  w = rng.standard_normal((d, vocab))
+  w[:, 5] *= 3.0
+  w[:, 30] = w[:, 5]   # classes 5 and 30 tie on rows aligned with that column; 5 comes first
+  h = rng.standard_normal((n, d))
+  h[:2] = 2 * w[:, 5]
+  x = h @ w
+  y = np.where(rng.random(n) < 0.5, np.argmax(x, -1), rng.integers(0, vocab, n))
+  y[:3] = (5, 30, -100)
+  h, w, y = jnp.asarray(h), jnp.asarray(w), jnp.asarray(y)
+  use = np.asarray(y) != -100
+  c = jnp.asarray(rng.standard_normal(n))
+
+  def fused_fn(h, w):
+    loss, aux = fused.linear_softmax_cross_entropy(h, w, y, ignore_index=-100, return_aux=True, **_MODES[mode])
+    return loss + jnp.sum(c * aux.logsumexp), aux
+
+  def ref_fn(h, w):
+    lse = jnp.where(jnp.asarray(use), jax.nn.logsumexp(h @ w, -1), 0.0)
+    loss = _ref_reduce(_ref_rows(h, w, None, y, jnp.asarray(use), eps=0.0, zl=0.0, cap=None), jnp.asarray(use), "mean")
+    return loss + jnp.sum(c * lse), lse
+
+  (v1, aux), g1 = jax.jit(jax.value_and_grad(fused_fn, (0, 1), has_aux=True))(h, w)
+  (v2, lse), g2 = jax.jit(jax.value_and_grad(ref_fn, (0, 1), has_aux=True))(h, w)
+  np.testing.assert_allclose(aux.logsumexp, lse, rtol=1e-13, atol=1e-13)
+  np.testing.assert_allclose(v1, v2, rtol=1e-12)
+  for a, b_ in zip(g1, g2):
+    np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-12)
+  want = (np.argmax(np.asarray(h @ w), -1) == np.asarray(y)) & use
+  assert aux.correct.dtype == jnp.bool_ and np.array_equal(aux.correct, want)
+  assert want[0] and not want[1] and want.sum() >= 5
+
+
+def _count_dots(jaxpr) -> int:
+  total = 0
+  for eqn in jaxpr.eqns:
+    total += eqn.primitive.name == "dot_general"
+    for p in eqn.params.values():
+      for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          total += _count_dots(inner)
+  return total
+
+
+def test_grad_in_forward_does_three_matmuls_instead_of_four():
+  h, w, _, y, _, _ = _data(0, (16,), 8, 64, jnp.float32, with_bias=False)
+
+  def dots(**kw):
+    f = lambda h, w: fused.linear_softmax_cross_entropy(h, w, y, chunk_size=16, **kw)
+    return _count_dots(jax.make_jaxpr(jax.value_and_grad(f, (0, 1)))(h, w).jaxpr)
+
+  assert dots() == 4 and dots(token_block_size=4) == 4
+  assert dots(grad_in_forward=True) == 3 and dots(grad_in_forward=True, token_block_size=4) == 3
+  # the primal alone is one matmul in both modes (the gradients are computed only under differentiation)
+  prim = lambda **kw: _count_dots(jax.make_jaxpr(
+      lambda h, w: fused.linear_softmax_cross_entropy(h, w, y, **kw))(h, w).jaxpr)
+  assert prim() == 1 and prim(grad_in_forward=True) == 1
+
+
+def test_token_blocks_bound_the_temporaries():
+  """With token blocks, doubling N adds only the float32 dL/dhidden accumulator and O(N) vectors."""
+  d, vocab, chunk, block = 16, 2048, 128, 64
+
+  def temp(n, token_block_size):
+    h = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    w = jax.ShapeDtypeStruct((d, vocab), jnp.float32)
+    y = jax.ShapeDtypeStruct((n,), jnp.int32)
+    f = lambda h, w, y: fused.linear_softmax_cross_entropy(h, w, y, chunk_size=chunk,
+                                                           token_block_size=token_block_size)
+    return _temp_bytes(jax.value_and_grad(f, (0, 1)), h, w, y)
+
+  grow_blocked = temp(2048, block) - temp(1024, block)
+  grow_plain = temp(2048, None) - temp(1024, None)
+  extra = 1024
+  # the accumulator (4 D bytes per row) and a few [N] float32 statistics (at most 16 of them)
+  assert grow_blocked <= extra * (4 * d + 16 * 4), grow_blocked
+  # without blocks the [N, chunk] buffers grow too: at least one more [extra, chunk] float32 array
+  assert grow_plain >= extra * chunk * 4, grow_plain
+
+
+def test_new_options_add_no_effect_by_default():
+  h, w, _, y, _, _ = _data(0, (8,), 4, 16, jnp.float32, with_bias=False)
+  tw = jnp.ones((8,), jnp.float32)
+  for kw in (dict(weights=tw), dict(grad_in_forward=True, weights=tw), dict(return_aux=True),
+             dict(token_block_size=3)):
+    def f(h, kw=kw):
+      out = fused.linear_softmax_cross_entropy(h, w, y, **kw)
+      return out[0] + jnp.sum(out[1].logsumexp) if isinstance(out, tuple) else out
+    assert not jax.make_jaxpr(jax.value_and_grad(f))(h).effects, kw
+
+
+def test_default_token_block():
+  assert fused.default_token_block(131072) == 256  # the floor: 2**23 / V would be 64
+  assert fused.default_token_block(32768) == 256
+  assert fused.default_token_block(8192) == 1024
+  assert fused.default_token_block(1 << 30) == 256
+  b = fused.default_token_block(20000)
+  assert b & (b - 1) == 0 and b * 20000 <= 2**23 < 2 * b * 20000
