@@ -29,6 +29,15 @@ Conventions every spec follows:
   implementation of the unreduced loss, used to test values.
 * ``optax_peer`` / ``naive`` are unreduced implementations used by the
   benchmarks (``None`` where no peer exists).
+* ``reference_mp(*args, **config)`` (optional) is an mpmath implementation of
+  the unreduced loss: the floating arguments arrive as NumPy object arrays of
+  ``mpmath.mpf`` (exact copies of the inputs, the others as given), the result
+  is an object array of ``mpf`` shaped like the unreduced loss, computed at the
+  caller's ``mpmath.mp`` precision. :mod:`jaxloss.verify` differentiates it by
+  finite differences at that precision at every in-domain edge point, a
+  reference that cannot share a float64 cancellation of the closed form (give
+  it for losses whose derivatives subtract nearly equal numbers, e.g. a
+  probability from 1). The loss must be smooth at those points.
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ class LossSpec:
   naive: Callable[..., Any] | None = None
   # argnums that may carry a dtype (the others, e.g. integer labels, keep theirs)
   float_argnums: tuple[int, ...] = (0,)
+  reference_mp: Callable[..., np.ndarray] | None = None  # mpmath implementation (see the module docstring)
 
   def unreduced(self, *args: Any, **config: Any) -> Any:
     """The unreduced loss ``fn(*args, reduction="none", **config)``."""
