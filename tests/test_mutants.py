@@ -141,13 +141,13 @@ def hess_diag(factor):
 # ---- the softmax cross-entropies before issue 13 (kept verbatim): a shared cancellation at p ~ 1
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def prefix_soft_ce(z, y, axis):
-  d, _, _, log_norm, _, _ = C._softmax_stats(z, axis)
+  d, _, _, log_norm, _ = C._softmax_stats(z, axis)
   return C._soft_ce_value(y, d, log_norm, axis)
 
 
 def _prefix_soft_ce_jvp(axis, primals, tangents):
   (z, y), (dz, dy) = primals, tangents
-  d, e, s, log_norm, _, _ = C._softmax_stats(z, axis)
+  d, e, s, log_norm, _ = C._softmax_stats(z, axis)
   out = prefix_soft_ce(z, y, axis)
   tangent = jnp.zeros_like(out)
   if not isinstance(dz, SymbolicZero):
