@@ -832,6 +832,15 @@ def _fd_second(fv, fa, ref, ref_err):
 # ---------------------------------------------------------------------------
 # the multiprecision reference (LossSpec.reference_mp)
 # ---------------------------------------------------------------------------
+def _have_mpmath() -> bool:
+  """The mp checks need mpmath (a test dependency, not a core one); without it they are left out."""
+  try:
+    import mpmath  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
 def _mp_out_index(structure, shape_in, idx):
   """The unreduced-loss index that input element ``idx`` feeds (None: every output, "general")."""
   if structure[0] == "elementwise":
@@ -1569,7 +1578,7 @@ def check_spec(
         fn, grads, spec.hessian if hessian else None, spec.hessian_argnum, sample,
         list(spec.edge_cases) if edge_cases else [], spec.float_argnums, spec.arg_names,
         configs=list(spec.configs) if configs is None else list(configs), elementwise=not spec.rowwise,
-        reference_mp=getattr(spec, "reference_mp", None) if edge_cases else None)
+        reference_mp=getattr(spec, "reference_mp", None) if edge_cases and _have_mpmath() else None)
     return _run(spec.name, tasks, dtypes, n_near=n_near, n_directions=n_directions, seed=seed)
 
 
