@@ -440,16 +440,49 @@ def _softmax_stats(z, axis):
   float64; bf16/f16 inputs are upcast first). In float32 that fails only when
   millions of classes tie at the maximum; then rest is itself in the millions
   and an error of 1 in ``k`` moves :math:`\log Z` by less than 1e-6 relative.
-  ``rest`` is clamped at 0, so an ``exp`` that returned slightly less than 1
-  at 0 (none of XLA's does) could not make :math:`\log Z` negative.
+  ``rest`` is not clamped: :math:`r \ge 0` and :math:`k \ge 1` (a clamp would
+  halve its derivative where it is exactly 0, e.g. ``[1000, 0]`` in float32).
+
+  Also returned: ``rest``, for :func:`_softmax_coef`.
   """
   m = lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
   d = m - z
   e = jnp.exp(-d)
   s = jnp.sum(e, axis=axis, keepdims=True)
-  r = jnp.sum(e - lax.stop_gradient(jnp.floor(e)), axis=axis, keepdims=True)
+  f = lax.stop_gradient(jnp.floor(e))
+  r = jnp.sum(e - f, axis=axis, keepdims=True)
   k = lax.stop_gradient(jnp.round(s - r))
-  return d, e, s, jnp.log1p(jnp.maximum(r + (k - 1), 0))
+  rest = r + (k - 1)
+  return d, e, s, jnp.log1p(rest), rest
+
+
+def _softmax_coef(e, s, rest, big_s, y):
+  r"""The logit gradient :math:`S p_j - y_j` without the cancellation of :math:`S p_j - y_j` at :math:`p_j \approx 1`.
+
+  With the statistics of :func:`_softmax_stats` (:math:`p_j = e_j / s`,
+  :math:`s = 1 + \mathrm{rest}` at a unique maximum): off the maximum it is
+  :math:`(S / s)\, e_j - y_j`; at a maximum (:math:`e_j = 1`) :math:`S p_j = S -
+  S\,\mathrm{rest} / s`, so
+
+  .. math::
+     S p_j - y_j = (S - y_j) + \frac{S}{s}\bigl((e_j - 1) - \mathrm{rest}\bigr),
+
+  where :math:`S - y_j` is exact for a one-hot row and the second term is
+  :math:`-S (1 - p_j)` from the rest-sum: ``[17, 0]`` with labels ``[1, 0]``
+  gives :math:`-e^{-17}/(1 + e^{-17})`, not 0. The term :math:`e_j - 1`
+  (exactly 0) is there for the derivative (forward over reverse): along
+  :math:`dz = e_j`, :math:`d(e_j - 1) = dz_j` cancels the :math:`dz_j` in
+  :math:`d\,\mathrm{rest} = \sum_i e_i dz_i` exactly, leaving :math:`H_{jj} =
+  S\,\mathrm{rest}/s^2 = S p_j (1 - p_j)`. With ties every tied maximum takes
+  the first branch (:math:`s - \mathrm{rest} = 1`, so it is :math:`S/s -
+  y_j`). ``y = 0, S = 1`` gives :math:`p` itself (the derivative of lse).
+
+  A select on ``e == 1``: on CPU it fuses into the backward pass that reads
+  ``e`` (a ``floor(e)`` shared with the forward rest-sum made XLA materialize
+  one more ``[..., C]`` array, ~20% slower).
+  """
+  a = big_s / s
+  return jnp.where(e == 1, (big_s - y) + a * ((e - 1) - rest), a * e - y)
 
 
 def _gap_sum_select(y, d, axis):
@@ -488,7 +521,7 @@ def _soft_ce_value(y, d, log_norm, axis):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _soft_ce(z, y, axis):
   r""":math:`-\sum_j y_j \log \operatorname{softmax}(z)_j` per row, ``y`` used as given."""
-  d, _, _, log_norm = _softmax_stats(z, axis)
+  d, _, _, log_norm, _ = _softmax_stats(z, axis)
   return _soft_ce_value(y, d, log_norm, axis)
 
 
@@ -496,20 +529,22 @@ def _soft_ce_jvp(axis, primals, tangents):
   r""":math:`d\ell = \sum_j (S p_j - y_j)\, dz_j + \sum_j (d_j + \log Z)\, dy_j`.
 
   The second term is 0 where :math:`y_j = 0` and :math:`d_j = \infty` (the
-  :math:`0 \cdot \infty` convention, as in the value). Symbolic-zero tangents
+  :math:`0 \cdot \infty` convention, as in the value). The first term's
+  coefficient is :func:`_softmax_coef` (no cancellation where :math:`p_j
+  \approx 1`, in the gradient and, differentiated, the Hessian). Symbolic-zero tangents
   skip their term, so ``grad`` with respect to the logits alone never
   evaluates the label derivative. Every quantity here is a smooth function of
   the primals, so differentiating this rule gives the exact Hessian.
   """
   (z, y), (dz, dy) = primals, tangents
-  d, e, s, log_norm = _softmax_stats(z, axis)
+  d, e, s, log_norm, rest = _softmax_stats(z, axis)
   # The custom-JVP function itself, not _soft_ce_value: differentiating this rule (forward over
   # reverse, Hessians) then differentiates the value through this rule again (XLA merges the two).
   out = _soft_ce(z, y, axis)
   tangent = jnp.zeros_like(out)
   if not isinstance(dz, SymbolicZero):
     big_s = jnp.sum(y, axis=axis, keepdims=True)
-    tangent = tangent + jnp.sum((big_s * (e / s) - y) * dz, axis=axis)
+    tangent = tangent + jnp.sum(_softmax_coef(e, s, rest, big_s, y) * dz, axis=axis)
   if not isinstance(dy, SymbolicZero):
     minus_logp = jnp.where((y == 0) & (d == jnp.inf), jnp.zeros((), d.dtype), d + log_norm)
     tangent = tangent + jnp.sum(minus_logp * dy, axis=axis)
@@ -519,12 +554,40 @@ def _soft_ce_jvp(axis, primals, tangents):
 _soft_ce.defjvp(_soft_ce_jvp, symbolic_zeros=True)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _lse(z, axis):
+  r""":math:`\operatorname{lse}(z) = m + \log(1 + \mathrm{rest})` per row (``axis`` removed), for ``z_loss``."""
+  m = lax.stop_gradient(jnp.max(z, axis=axis))
+  return m + jnp.squeeze(_softmax_stats(z, axis)[3], axis)
+
+
+@_lse.defjvp
+def _lse_jvp(axis, primals, tangents):
+  r""":math:`d\,\operatorname{lse} = \sum_j p_j\, dz_j`, :math:`p` from :func:`_softmax_coef` (accurate Hessian at :math:`p_j \approx 1`)."""
+  (z,), (dz,) = primals, tangents
+  _, e, s, _, rest = _softmax_stats(z, axis)
+  p = _softmax_coef(e, s, rest, jnp.ones((), e.dtype), jnp.zeros((), e.dtype))
+  return _lse(z, axis), jnp.sum(p * dz, axis=axis)
+
+
+def _add_z_loss(loss, z, z_loss, axis, dtype):
+  r"""``loss + z_loss * lse(z)^2`` (nothing traced when ``z_loss`` is the Python number 0)."""
+  if _is_zero(z_loss):
+    return loss
+  return loss + jnp.asarray(z_loss, dtype) * jnp.square(_lse(z, axis))
+
+
+def _check_z_loss(z_loss):
+  return _base.check_scalar_in("z_loss", z_loss, 0.0, float("inf"))
+
+
 def softmax_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
     *,
     axis: int = -1,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
     weights: ArrayLike | None = None,
     where: ArrayLike | None = None,
     reduction: str = "mean",
@@ -568,13 +631,29 @@ def softmax_cross_entropy(
      \partial_{y_j} \ell = -(1 - \varepsilon) \log p_j
 
   (0 where :math:`y'_j = 0` and :math:`p_j = 0`). The labels are used as given
-  (not renormalized), which is why :math:`S` appears.
+  (not renormalized), which is why :math:`S` appears. On confident rows the
+  derivative is tiny at the top class :math:`k` and a subtraction
+  :math:`S p_k - y'_k` or :math:`p_k - p_k^2` would cancel (``[17, 0]``
+  against ``[1, 0]``: 0 in float32 instead of :math:`-4.1 \cdot 10^{-8}`); the
+  implementation and the closed forms compute
+  :math:`S p_k - y'_k = \sum_{j \ne k} y'_j - S (1 - p_k)` and
+  :math:`p_k (1 - p_k)` with :math:`1 - p_k = \sum_{j \ne k} p_j`, from the
+  row's rest-sum.
+
+  **z-loss** (``z_loss`` :math:`= \lambda`, PaLM; as in
+  :func:`jaxloss.fused.linear_softmax_cross_entropy`): adds
+  :math:`\lambda \operatorname{lse}(z)^2` to each row, with
+  :math:`\partial_{z_j} = 2 \lambda \operatorname{lse}(z)\, p_j` and Hessian
+  :math:`2 \lambda \bigl(p p^\top + \operatorname{lse}(z) (\operatorname{diag} p
+  - p p^\top)\bigr)`. It does not depend on the labels. At the default
+  ``0.0`` nothing is computed.
 
   Args:
     logits: floating array, classes along ``axis``.
     labels: floating target distribution, same shape as ``logits``.
     axis: the class axis.
     label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    z_loss: :math:`\lambda \ge 0`, coefficient of :math:`\operatorname{lse}(z)^2`.
     weights, where, reduction: see :mod:`jaxloss._base`; they have the shape
       of one loss per row (``logits.shape`` without ``axis``).
 
@@ -583,6 +662,7 @@ def softmax_cross_entropy(
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
   """
   bad_option = _check_label_smoothing(label_smoothing)
+  bad_z_loss = _check_z_loss(z_loss)
   z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
   y = _base.as_distribution_targets("labels", labels, dtype)
   _base.check_same_shape("logits", z, "labels", y)
@@ -595,7 +675,8 @@ def softmax_cross_entropy(
   if not _is_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, dtype)
     y = (1 - eps) * y + eps / z.shape[axis]
-  loss = _base.nan_if(bad_option, _base.nan_where(bad, _soft_ce(z, y, axis)))
+  loss = _add_z_loss(_soft_ce(z, y, axis), z, z_loss, axis, dtype)
+  loss = _base.nan_if(bad_z_loss, _base.nan_if(bad_option, _base.nan_where(bad, loss)))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -603,17 +684,53 @@ def _smooth_dist(y, label_smoothing, axis):
   return (1 - label_smoothing) * y + label_smoothing / y.shape[axis]
 
 
-def _sce_dz(z, y, *, axis=-1, label_smoothing=0.0):
+def _softmax_with_complement(z, axis):
+  r"""``(p, 1 - p, top)``: :math:`p = \operatorname{softmax}(z)`, :math:`1 - p_j` and the one-hot of the first argmax.
+
+  :math:`1 - p_k` at the argmax :math:`k` is :math:`\sum_{j \ne k} p_j` (tiny on
+  a confident row, where :math:`1 - p_k` by subtraction is 0 or a rounding
+  error); elsewhere :math:`p_j \le 1/2` and :math:`1 - p_j` is exact to rounding.
+  """
+  p = jax.nn.softmax(z, axis=axis)
+  top = jax.nn.one_hot(jnp.argmax(z, axis=axis), z.shape[axis], axis=axis, dtype=jnp.bool_)
+  comp = jnp.where(top, _sum_off(p, top, axis), 1 - p)
+  return p, comp, top
+
+
+def _sum_off(x, top, axis):
+  r""":math:`\sum_{j \ne k} x_j` per row (``k`` the argmax marked by ``top``), keeping ``axis``."""
+  return jnp.sum(jnp.where(top, jnp.zeros((), x.dtype), x), axis=axis, keepdims=True)
+
+
+def _dist_grad(p, comp, top, y, big_s, axis):
+  r""":math:`S p_j - y_j`; at the argmax :math:`k`: :math:`\sum_{j \ne k} y_j - S (1 - p_k)` (no cancellation)."""
+  return jnp.where(top, _sum_off(y, top, axis) - big_s * comp, big_s * p - y)
+
+
+def _z_loss_grad(z, p, z_loss, axis):
+  r""":math:`2 \lambda \operatorname{lse}(z) p` (the z-loss term's gradient)."""
+  return 2 * z_loss * jax.nn.logsumexp(z, axis=axis, keepdims=True) * p
+
+
+def _sce_dz(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
   z, y = _cast_like_logits(z, y)
   y = _smooth_dist(y, label_smoothing, axis)
-  return jnp.sum(y, axis=axis, keepdims=True) * jax.nn.softmax(z, axis=axis) - y
+  p, comp, top = _softmax_with_complement(z, axis)
+  g = _dist_grad(p, comp, top, y, jnp.sum(y, axis=axis, keepdims=True), axis)
+  return g + _z_loss_grad(z, p, z_loss, axis) if z_loss else g
 
 
-def _sce_dy(z, y, *, axis=-1, label_smoothing=0.0):
+def _sce_dy(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
+  del z_loss  # lse(z)^2 does not depend on the labels
   z, y = _cast_like_logits(z, y)
-  logp = jax.nn.log_softmax(z, axis=axis)
+  # -log p_j = (m - z_j) + log(1 + sum_{i != k} e^{z_i - m}) (k the argmax): log_softmax's
+  # log(sum_i e^{z_i - m}) rounds to 0 on a confident row, and -log p_k is that rest alone.
+  m = jnp.max(z, axis=axis, keepdims=True)
+  e = jnp.exp(z - m)
+  top = jax.nn.one_hot(jnp.argmax(z, axis=axis), z.shape[axis], axis=axis, dtype=jnp.bool_)
+  minus_logp = (m - z) + jnp.log1p(_sum_off(e, top, axis))
   ys = _smooth_dist(y, label_smoothing, axis)
-  return -(1 - label_smoothing) * _zero_if((ys == 0) & jnp.isneginf(logp), logp)
+  return (1 - label_smoothing) * _zero_if((ys == 0) & jnp.isposinf(minus_logp), minus_logp)
 
 
 def _rowwise_hessian(blocks, shape, axis):
@@ -632,17 +749,29 @@ def _rowwise_hessian(blocks, shape, axis):
   return jnp.transpose(full, inv + [n + i for i in inv])
 
 
-def _softmax_hessian_blocks(z, scale, axis):
-  """``scale * (diag p - p p^T)`` per row, rows first and classes last."""
-  p = jax.nn.softmax(jnp.moveaxis(z, axis, -1), axis=-1)
-  blocks = jnp.einsum("...j,jk->...jk", p, jnp.eye(p.shape[-1], dtype=p.dtype)) - p[..., :, None] * p[..., None, :]
-  return scale[..., None, None] * blocks
+def _softmax_hessian_blocks(z, scale, axis, z_loss=0.0):
+  r"""``scale * (diag p - p p^T)`` per row, rows first and classes last (plus the z-loss term).
+
+  The diagonal is :math:`p_j (1 - p_j)` with :math:`1 - p_j` from
+  :func:`_softmax_with_complement` (not :math:`p_j - p_j^2`, which cancels on
+  confident rows). With ``z_loss`` :math:`\lambda`: plus
+  :math:`2 \lambda (p p^\top + \operatorname{lse}(z) (\operatorname{diag} p - p p^\top))`.
+  """
+  zm = jnp.moveaxis(z, axis, -1)
+  p, comp, _ = _softmax_with_complement(zm, -1)
+  outer = p[..., :, None] * p[..., None, :]
+  eye = jnp.eye(p.shape[-1], dtype=jnp.bool_)
+  blocks = jnp.where(eye, (p * comp)[..., :, None], -outer)
+  if not z_loss:
+    return scale[..., None, None] * blocks
+  lse = jax.nn.logsumexp(zm, axis=-1)
+  return (scale + 2 * z_loss * lse)[..., None, None] * blocks + 2 * z_loss * outer
 
 
-def _sce_hessian(z, y, *, axis=-1, label_smoothing=0.0):
+def _sce_hessian(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
   z, y = _cast_like_logits(z, y)
   s = jnp.sum(_smooth_dist(y, label_smoothing, axis), axis=axis)
-  return _rowwise_hessian(_softmax_hessian_blocks(z, s, axis), z.shape, axis)
+  return _rowwise_hessian(_softmax_hessian_blocks(z, s, axis, z_loss), z.shape, axis)
 
 
 def _np_log_softmax(z, axis):
@@ -652,13 +781,52 @@ def _np_log_softmax(z, axis):
     return z - m - np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
 
 
-def _ref_sce(z, y, *, axis=-1, label_smoothing=0.0):
+def _np_lse(z, axis):
+  z = np.asarray(z, np.float64)
+  m = np.max(z, axis=axis, keepdims=True)
+  with np.errstate(invalid="ignore"):
+    return np.squeeze(m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)), axis)
+
+
+def _ref_sce(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
   y = np.asarray(y, np.float64)
   y = (1 - label_smoothing) * y + label_smoothing / y.shape[axis]
   logp = _np_log_softmax(z, axis)
   with np.errstate(invalid="ignore"):
     t = np.where(y == 0, 0.0, y * logp)
-  return -np.sum(t, axis=axis)
+  return -np.sum(t, axis=axis) + z_loss * _np_lse(z, axis) ** 2
+
+
+def _mp_rows(fn, z, others, axis):
+  """Applies ``fn(row_of_z, *rows_of_others)`` (mpmath) to every row along ``axis``; an object array."""
+  zm = np.moveaxis(np.asarray(z, dtype=object), axis, -1)
+  om = [np.moveaxis(np.asarray(o, dtype=object), axis, -1) if np.ndim(o) == np.ndim(z) else np.asarray(o)
+        for o in others]
+  out = np.empty(zm.shape[:-1], dtype=object)
+  for idx in np.ndindex(out.shape):
+    out[idx] = fn(list(zm[idx]), *[o[idx] for o in om])
+  return out
+
+
+def _mp_lse(row):
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  return mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+
+
+def _mp_sce(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
+  """mpmath reference (``LossSpec.reference_mp``): lse(z) - z_j at the working precision, 0 * inf = 0."""
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  eps = mpmath.mpf(label_smoothing)
+
+  def row(zr, yr):
+    c = len(zr)
+    lse = _mp_lse(zr)
+    ys = [(1 - eps) * mpmath.mpf(v) + eps / c for v in yr]
+    return mpmath.fsum(yj * (lse - zj) for yj, zj in zip(ys, zr) if yj != 0) + mpmath.mpf(z_loss) * lse**2
+
+  return _mp_rows(row, z, [y], axis)
 
 
 def _sample_softmax(key, dtype, shape=(4, 5)):
@@ -670,6 +838,13 @@ def _sample_softmax(key, dtype, shape=(4, 5)):
 
 
 _NEG = -np.inf
+# confident rows shaped like the sampler's (4, 5), so that they share its compiled program in the verifier
+_CONFIDENT5 = np.array([[17.0, 0.0, -1.0, -2.0, -3.0], [0.5, 8.0, 0.0, -1.0, 1.0],
+                        [40.0, 0.0, -5.0, 1.0, 2.0], [-30.0, 0.0, 30.0, -30.0, 0.0]])
+_CONFIDENT5_LABELS = np.argmax(_CONFIDENT5, axis=-1)
+_CONFIDENT5_SOFT = np.eye(5)[_CONFIDENT5_LABELS] * np.array([[1.0], [0.97], [1.0], [1.0]])
+_CONFIDENT5_SOFT[1, 0] = 0.03
+_SCE_SMOOTH_ZLOSS = {"label_smoothing": 0.1, "z_loss": 0.2}
 SOFTMAX_CROSS_ENTROPY = LossSpec(
     name="softmax_cross_entropy",
     family="classification",
@@ -688,15 +863,24 @@ SOFTMAX_CROSS_ENTROPY = LossSpec(
         EdgeCase((np.array([[3.0, 3.0, -2.0], [0.0, 0.0, 0.0]]), np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]])),
                  "tied maxima"),
         EdgeCase((np.array([[30.0, -30.0, 0.0]]), np.array([[0.1, 0.6, 0.3]])), "unnormalized row: smoothing",
-                 {"label_smoothing": 0.1}),
+                 _SCE_SMOOTH_ZLOSS),
+        # 1 - p_k below the epsilon of every dtype: p_k - y_k and p_k (1 - p_k) cancel if subtracted
+        EdgeCase((np.array([[17.0, 0.0], [0.0, 8.0], [40.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])),
+                 "confident rows, one-hot labels (f32, bf16/f16, f64)"),
+        EdgeCase((np.array([[30.0, -30.0, 0.0], [-5.0, 20.0, 1.0]]), np.array([[1.0, 0.0, 0.0], [0.0, 0.9, 0.1]])),
+                 "confident rows, 3 classes (float64 cancels in p_k - 1)"),
+        EdgeCase((_CONFIDENT5, _CONFIDENT5_SOFT), "confident rows, smoothing and z-loss", _SCE_SMOOTH_ZLOSS),
+        EdgeCase((_CONFIDENT5, _CONFIDENT5_SOFT), "confident rows"),
     ),
-    configs=({}, {"label_smoothing": 0.1}, {"axis": 0}),
+    # each distinct config is one more program per dtype in the verifier: z-loss rides with smoothing
+    configs=({}, _SCE_SMOOTH_ZLOSS, {"axis": 0}),
     rowwise=True,
     formula=r"-\sum_j y'_j \log \operatorname{softmax}(z)_j,\ y' = (1-\varepsilon) y + \varepsilon / C",
     domain="z in [-inf, inf) per class (finite where y' > 0), y >= 0",
     optax_peer=optax_loss("softmax_cross_entropy"),
     naive=lambda z, y: -jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1),
     float_argnums=(0,),
+    reference_mp=_mp_sce,
 )
 
 
@@ -782,6 +966,7 @@ def softmax_cross_entropy_with_integer_labels(
     *,
     axis: int = -1,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
     class_weights: ArrayLike | None = None,
     ignore_index: int | None = None,
     weights: ArrayLike | None = None,
@@ -822,9 +1007,33 @@ def softmax_cross_entropy_with_integer_labels(
   maximum, so no argmax or tie count is needed (on CPU ``d`` is an in-place
   scatter at the labels, elsewhere a fused one-hot compare).
 
-  **Class weights** (PyTorch semantics): row :math:`i` gets the extra weight
-  :math:`w_{y_i}`; ``reduction="none"`` returns :math:`w_{y_i} \ell_i`, and the
+  The closed-form gradient and Hessian compute :math:`p_y - q_y` and
+  :math:`p_k (1 - p_k)` at the top class :math:`k` with :math:`1 - p_k =
+  \sum_{j \ne k} p_j` (no cancellation on confident rows).
+
+  **z-loss** (``z_loss`` :math:`= \lambda`, PaLM; as in
+  :func:`jaxloss.fused.linear_softmax_cross_entropy`): adds
+  :math:`\lambda \operatorname{lse}(z)^2` to :math:`\ell` (before the class
+  weight), with :math:`\partial_{z_j} = 2 \lambda \operatorname{lse}(z)\, p_j`
+  and Hessian :math:`2 \lambda \bigl(p p^\top + \operatorname{lse}(z)
+  (\operatorname{diag} p - p p^\top)\bigr)`. At the default ``0.0`` nothing
+  is computed.
+
+  **Class weights**: row :math:`i` gets the extra weight
+  :math:`w_{y_i}` (its label's weight) on its whole loss, smoothing term
+  included; ``reduction="none"`` returns :math:`w_{y_i} \ell_i`, and the
   mean is :math:`\sum_i w_{y_i} \ell_i / \sum_i w_{y_i}` over the rows kept.
+  Without label smoothing this is PyTorch's ``CrossEntropyLoss(weight=w)``.
+  With :math:`\varepsilon > 0` it is not: here the row is
+
+  .. math::
+     w_{y}\Bigl[(1 - \varepsilon)(-\log p_y) + \frac{\varepsilon}{C}
+     \sum_j (-\log p_j)\Bigr],
+
+  while PyTorch weights each class's smoothing term by its own weight,
+  :math:`(1 - \varepsilon)\, w_y (-\log p_y) + \frac{\varepsilon}{C} \sum_j
+  w_j (-\log p_j)` (both divided by :math:`\sum_i w_{y_i}` in the mean). For
+  PyTorch's numbers use :func:`jaxloss.compat.torch.cross_entropy`.
   **ignore_index**: rows whose label equals it are excluded (0 in
   ``"none"``, not counted in the mean, zero gradient).
 
@@ -837,6 +1046,7 @@ def softmax_cross_entropy_with_integer_labels(
     labels: integer array of shape ``logits.shape`` without ``axis``.
     axis: the class axis.
     label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    z_loss: :math:`\lambda \ge 0`, coefficient of :math:`\operatorname{lse}(z)^2`.
     class_weights: optional ``[C]`` non-negative weights.
     ignore_index: optional label value whose rows are ignored (e.g. ``-100``).
     weights, where, reduction: see :mod:`jaxloss._base` (one value per row).
@@ -845,8 +1055,10 @@ def softmax_cross_entropy_with_integer_labels(
     Bishop, *Pattern Recognition and Machine Learning*, 2006, section 4.3.4.
     Szegedy et al., *Rethinking the Inception Architecture*, 2016 (label smoothing).
     PyTorch ``torch.nn.CrossEntropyLoss`` (class weights, ``ignore_index``).
+    Chowdhery et al., *PaLM*, 2022, section 5 (z-loss).
   """
   bad_option = _check_label_smoothing(label_smoothing)
+  bad_z_loss = _check_z_loss(z_loss)
   z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
   labels = _base.as_integer_labels("labels", labels)
   if tuple(labels.shape) != row_shape:
@@ -873,6 +1085,7 @@ def softmax_cross_entropy_with_integer_labels(
     eps = jnp.asarray(label_smoothing, dtype)
     zy = jnp.squeeze(jnp.take_along_axis(z, jnp.expand_dims(safe, axis), axis=axis), axis)
     loss = loss + eps * (zy - jnp.mean(z, axis=axis))
+  loss = _add_z_loss(loss, z, z_loss, axis, dtype)
   extra = None
   if class_weights is not None:
     cw = jnp.asarray(class_weights)
@@ -885,7 +1098,7 @@ def softmax_cross_entropy_with_integer_labels(
     _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=_base.value_min(cw))
     extra = cw[safe]
     bad = bad | (extra < 0)
-  loss = _base.nan_if(bad_option, _base.nan_where(bad, loss))
+  loss = _base.nan_if(bad_z_loss, _base.nan_if(bad_option, _base.nan_where(bad, loss)))
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction, extra_weights=extra)
 
 
@@ -898,23 +1111,50 @@ def _int_row_factor(labels, class_weights, ignore_index, dtype):
   return w
 
 
-def _ice_dz(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+def _ice_dz(z, labels, *, axis=-1, label_smoothing=0.0, z_loss=0.0, class_weights=None, ignore_index=None):
   (z,) = _cast_like_logits(z)
   c = z.shape[axis]
   onehot = jax.nn.one_hot(labels, c, dtype=z.dtype, axis=axis)
   q = (1 - label_smoothing) * onehot + label_smoothing / c
   w = _int_row_factor(labels, class_weights, ignore_index, z.dtype)
-  return jnp.expand_dims(w, axis) * (jax.nn.softmax(z, axis=axis) - q)
+  p, comp, top = _softmax_with_complement(z, axis)
+  g = _dist_grad(p, comp, top, q, jnp.ones((), z.dtype), axis)  # sum_j q_j = 1
+  if z_loss:
+    g = g + _z_loss_grad(z, p, z_loss, axis)
+  return jnp.expand_dims(w, axis) * g
 
 
-def _ice_hessian(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+def _ice_hessian(z, labels, *, axis=-1, label_smoothing=0.0, z_loss=0.0, class_weights=None, ignore_index=None):
   del label_smoothing  # linear in z
   (z,) = _cast_like_logits(z)
   w = _int_row_factor(labels, class_weights, ignore_index, z.dtype)
-  return _rowwise_hessian(_softmax_hessian_blocks(z, w, axis), z.shape, axis)
+  if z_loss:  # the class weight multiplies the z-loss term too: w (H_ce + H_z)
+    blocks = _softmax_hessian_blocks(z, jnp.ones_like(w), axis, z_loss) * w[..., None, None]
+  else:
+    blocks = _softmax_hessian_blocks(z, w, axis)
+  return _rowwise_hessian(blocks, z.shape, axis)
 
 
-def _ref_ice(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ignore_index=None):
+def _mp_ice(z, labels, *, axis=-1, label_smoothing=0.0, z_loss=0.0, class_weights=None, ignore_index=None):
+  """mpmath reference (``LossSpec.reference_mp``) of the unreduced integer-label loss."""
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  eps = mpmath.mpf(label_smoothing)
+
+  def row(zr, label):
+    label = int(label)
+    c = len(zr)
+    if ignore_index is not None and label == ignore_index:
+      return mpmath.mpf(0)
+    lse = _mp_lse(zr)
+    loss = (1 - eps) * (lse - zr[label]) + eps / c * mpmath.fsum(lse - v for v in zr)
+    loss = loss + mpmath.mpf(z_loss) * lse**2
+    return loss * (1 if class_weights is None else mpmath.mpf(float(class_weights[label])))
+
+  return _mp_rows(row, z, [labels], axis)
+
+
+def _ref_ice(z, labels, *, axis=-1, label_smoothing=0.0, z_loss=0.0, class_weights=None, ignore_index=None):
   z = np.asarray(z, np.float64)
   labels = np.asarray(labels)
   c = z.shape[axis]
@@ -924,6 +1164,8 @@ def _ref_ice(z, labels, *, axis=-1, label_smoothing=0.0, class_weights=None, ign
   loss = nll
   if label_smoothing:
     loss = (1 - label_smoothing) * nll - label_smoothing * np.mean(logp, axis=axis)
+  if z_loss:
+    loss = loss + z_loss * _np_lse(z, axis) ** 2
   if class_weights is not None:
     loss = loss * np.asarray(class_weights, np.float64)[safe]
   if ignore_index is not None:
@@ -944,6 +1186,7 @@ def _naive_ice(z, labels):
   return jax.nn.logsumexp(z, axis=-1) - zy
 
 
+_ICE_ZLOSS_CONFIG = {"label_smoothing": 0.2, "z_loss": 0.1, "class_weights": (1.0, 0.0, 2.0, 1.0, 3.0)}
 SOFTMAX_CROSS_ENTROPY_WITH_INTEGER_LABELS = LossSpec(
     name="softmax_cross_entropy_with_integer_labels",
     family="classification",
@@ -963,15 +1206,23 @@ SOFTMAX_CROSS_ENTROPY_WITH_INTEGER_LABELS = LossSpec(
                  "ignore_index row", {"ignore_index": -100}),
         EdgeCase((np.array([[1.0, 2.0, 3.0], [4.0, -1.0, 0.0]]), np.array([2, 3])), "label out of range",
                  in_domain=False),
+        # 1 - p_k below the epsilon of every dtype (the closed-form Hessian's p_k (1 - p_k) cancels if subtracted)
+        EdgeCase((_CONFIDENT5, _CONFIDENT5_LABELS), "confident rows"),
+        EdgeCase((_CONFIDENT5, _CONFIDENT5_LABELS), "confident rows, smoothing", {"label_smoothing": 0.1}),
+        EdgeCase((_CONFIDENT5, _CONFIDENT5_LABELS), "confident rows, z-loss, smoothing, class weights",
+                 _ICE_ZLOSS_CONFIG),
+        EdgeCase((np.array([[30.0, -30.0, 0.0], [-5.0, 20.0, 1.0]]), np.array([0, 2])),
+                 "confident rows, 3 classes (float64 cancels in p_k - 1)"),
     ),
     configs=({}, {"label_smoothing": 0.1}, {"class_weights": (0.5, 1.0, 2.0, 1.5, 0.25)},
-             {"ignore_index": 2}, {"label_smoothing": 0.2, "class_weights": (1.0, 0.0, 2.0, 1.0, 3.0)}),
+             {"ignore_index": 2}, _ICE_ZLOSS_CONFIG),
     rowwise=True,
     formula=r"\operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{C} \sum_j z_j",
     domain="z in [-inf, inf) per class, finite at the label; labels in [0, C) or ignore_index",
     optax_peer=optax_loss("softmax_cross_entropy_with_integer_labels"),
     naive=_naive_ice,
     float_argnums=(0,),
+    reference_mp=_mp_ice,
 )
 
 

@@ -29,6 +29,15 @@ Conventions every spec follows:
   implementation of the unreduced loss, used to test values.
 * ``optax_peer`` / ``naive`` are unreduced implementations used by the
   benchmarks (``None`` where no peer exists).
+* ``reference_mp(*args, **config)`` (optional) is an mpmath implementation of
+  the unreduced loss: the floating arguments arrive as NumPy object arrays of
+  ``mpmath.mpf`` (exact copies of the inputs, the others as given), the result
+  is an object array of ``mpf`` shaped like the unreduced loss, computed at the
+  caller's ``mpmath.mp`` precision. :mod:`jaxloss.verify` differentiates it by
+  finite differences at that precision at every in-domain edge point, a
+  reference that cannot share a float64 cancellation of the closed form (give
+  it for losses whose derivatives subtract nearly equal numbers, e.g. a
+  probability from 1). The loss must be smooth at those points.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ class LossSpec:
   # ``bench_sample(key, dtype, elems)``: the benchmark's inputs at about ``elems`` elements, where the
   # sampler's ``shape`` cannot reach a sensible large size (quadratic losses such as NT-Xent)
   bench_sample: Callable[..., tuple[Any, ...]] | None = None
+  reference_mp: Callable[..., np.ndarray] | None = None  # mpmath implementation (see the module docstring)
 
   def unreduced(self, *args: Any, **config: Any) -> Any:
     """The unreduced loss ``fn(*args, reduction="none", **config)``."""

@@ -142,6 +142,11 @@ _ALIASES = {
 }
 
 _EPS64 = float(np.finfo(np.float64).eps)
+_EPS_COND_MP = 2.0 ** -26  # smallest relative perturbation of the conditioning estimate of the mp checks
+MP_DPS = 100  # decimal digits of the multiprecision reference (LossSpec.reference_mp)
+# relative steps of its central differences: truncation ~h^2 = 1e-50 relative, rounding
+# 10^-MP_DPS sum|f| / h (gradients) and / h^2 (Hessians), which the tolerance adds
+_MP_H1 = 1e-25
 _FD_H1 = _EPS64 ** (1.0 / 3.0)
 _FD_H2 = _EPS64 ** (1.0 / 4.0)
 
@@ -306,6 +311,10 @@ class _Task:
   # Elementwise loss: every point is flattened and tiled (repeated) to one common length, so that all
   # points of the task share one compiled program. Exact for an elementwise function.
   flatten: bool = False
+  # mpmath implementation of fn (LossSpec.reference_mp, config bound) and how its outputs depend on
+  # its inputs: ("elementwise",), ("rowwise", axis) or ("general",)
+  ref_mp: Callable[..., Any] | None = None
+  mp_structure: tuple = ("general",)
 
 
 def _as_numpy(a: Any) -> np.ndarray:
@@ -493,6 +502,14 @@ def _ref_program(task: _Task):
       pts = pts.reshape((-1,) + x.shape)
       for k in fl:
         variants[k].append(pts if k == hi else jnp.broadcast_to(args[k][None], (pts.shape[0],) + args[k].shape))
+    if task.ref_mp is not None:
+      # the conditioning for the multiprecision checks: perturbations of at least 2^-26 relative, so
+      # that a float64 closed form's own rounding error (a cancellation) does not read as conditioning
+      eps2 = jnp.maximum(eps, _EPS_COND_MP)
+      for k in fl:
+        x = args[k]
+        step = (eps2 * jnp.abs(x) + tiny)[None] * patterns[k]
+        variants[k].append(jnp.where(jnp.isfinite(x)[None], x[None] + step.astype(x.dtype), x[None]))
     batched = {k: jnp.concatenate(v, axis=0) for k, v in variants.items()}
 
     def cf_at(*vals):
@@ -508,6 +525,11 @@ def _ref_program(task: _Task):
     sens = {name: jnp.max(_finite0(jnp.abs(qs[name][1:1 + n_pat] - q[name][None])), axis=0) for name in q}
     cond = jax.tree.map(lambda a: a / eps, sens)
     jump = jax.tree.map(jnp.zeros_like, sens)
+    cond2 = None
+    if task.ref_mp is not None:
+      # the cond2 block is last in the batch
+      eps2 = jnp.maximum(eps, _EPS_COND_MP)
+      cond2 = {name: jnp.max(_finite0(jnp.abs(qs[name][-n_pat:] - q[name][None])), axis=0) / eps2 for name in q}
 
     # ---- the loss, in one batch: every argument's directions times every step (step 0: the point)
     tangents = {j: jnp.concatenate([us[i] if i == j else jnp.zeros_like(us[j]) for i in order])
@@ -539,6 +561,8 @@ def _ref_program(task: _Task):
           gu=jnp.sum(gr * u, axis=ax), gu_abs=jnp.sum(_finite0(jnp.abs(gr * u)), axis=ax),
           gx_abs=jnp.sum(_finite0(jnp.abs(gr * args[i]))),
           condu=jnp.sum(c * jnp.abs(u), axis=ax))
+      if cond2 is not None:
+        out[f"g{i}"]["cond2"] = cond2[f"g{i}"]
     if task.hessian is not None:
       i = hi
       hr, c = q["h"], cond["h"]
@@ -552,9 +576,11 @@ def _ref_program(task: _Task):
           uhu=jnp.einsum("di,ij,dj->d", uf, hm, uf),
           uhu_abs=jnp.einsum("di,ij,dj->d", jnp.abs(uf), _finite0(jnp.abs(hm)), jnp.abs(uf)),
           condu=jnp.einsum("di,ij,dj->d", jnp.abs(uf), cm, jnp.abs(uf)))
+      if cond2 is not None:
+        out["h"]["cond2"] = cond2["h"]
       if fd_hess:
         # float64 differences of the closed-form gradient along u, componentwise: H u
-        gv = qs[f"g{i}"][1 + n_pat:].reshape(u.shape[0], 5, n)  # (n_dir, 5, n)
+        gv = qs[f"g{i}"][1 + n_pat:1 + n_pat + 5 * u.shape[0]].reshape(u.shape[0], 5, n)  # (n_dir, 5, n)
         out["h"].update(
             gv=gv, hu=uf @ hm.T, hu_abs=jnp.abs(uf) @ _finite0(jnp.abs(hm)).T, condhu=jnp.abs(uf) @ cm.T,
             gcond=cond[f"g{i}"].reshape(-1))
@@ -806,6 +832,183 @@ def _fd_second(fv, fa, ref, ref_err):
 
 
 # ---------------------------------------------------------------------------
+# the multiprecision reference (LossSpec.reference_mp)
+# ---------------------------------------------------------------------------
+def _have_mpmath() -> bool:
+  """The mp checks need mpmath (a test dependency, not a core one); without it they are left out."""
+  try:
+    import mpmath  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def _mp_out_index(structure, shape_in, idx):
+  """The unreduced-loss index that input element ``idx`` feeds (None: every output, "general")."""
+  if structure[0] == "elementwise":
+    return idx
+  if structure[0] == "rowwise":
+    axis = structure[1] % len(shape_in)
+    return idx[:axis] + idx[axis + 1:]
+  return None
+
+
+def _mp_groups(structure, shape):
+  """Sets of input elements that can be perturbed together (each output depends on at most one of them)."""
+  if structure[0] == "elementwise":
+    return [np.ones(shape, bool)]
+  if structure[0] == "rowwise" and len(shape) > 0:
+    axis = structure[1] % len(shape)
+    out = []
+    for c in range(shape[axis]):
+      m = np.zeros(shape, bool)
+      m[(slice(None),) * axis + (c,)] = True
+      out.append(m)
+    return out
+  out = []
+  for idx in np.ndindex(shape):
+    m = np.zeros(shape, bool)
+    m[idx] = True
+    out.append(m)
+  return out
+
+
+def _mp_derivatives(task: _Task, args, diff_argnums, hess_argnum):
+  """Gradients (and the Hessian) of ``sum(ref_mp(*args))`` by central differences at ``MP_DPS`` digits.
+
+  Returns float64 arrays; NaN where the difference is not finite (an infinite
+  input, an infinite loss nearby): those entries are not compared.
+  """
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  f = task.ref_mp
+  with mpmath.workdps(MP_DPS):
+    margs = list(args)
+    for k in task.perturb_argnums:
+      a = np.asarray(args[k], np.float64)
+      margs[k] = np.array([mpmath.mpf(float(v)) for v in a.reshape(-1)], dtype=object).reshape(a.shape)
+
+    def at(shifts):
+      new = list(margs)
+      for k, d in shifts.items():
+        new[k] = margs[k] + d
+      return np.asarray(f(*new), dtype=object)
+
+    def step(k):
+      a = np.asarray(args[k], np.float64)
+      ok = np.isfinite(a)
+      h = np.empty(a.shape, dtype=object)
+      for idx in np.ndindex(a.shape):
+        h[idx] = mpmath.mpf(_MP_H1) * max(abs(margs[k][idx]), 1) if ok[idx] else mpmath.mpf(0)
+      return h, ok
+
+    def to64(v):
+      try:
+        x = float(v)
+      except (TypeError, ValueError, OverflowError):
+        return math.nan
+      return x if mpmath.isfinite(v) else math.nan
+
+    def collect(vals, idx_in, shape_in, total):
+      j = _mp_out_index(task.mp_structure, shape_in, idx_in)
+      return total if j is None else vals[j]
+
+    f0 = at({})
+    # the rounding error of the differences: 10^-MP_DPS per loss value, summed
+    fmag = mpmath.fsum(abs(v) for v in f0.reshape(-1) if mpmath.isfinite(v)) + 1
+    unit = mpmath.mpf(10) ** (4 - MP_DPS) * fmag
+    grads, grad_errs = {}, {}
+    for i in diff_argnums:
+      h, ok = step(i)
+      shape = np.shape(args[i])
+      g = np.full(shape, np.nan)
+      gerr = np.zeros(shape)
+      for m in _mp_groups(task.mp_structure, shape):
+        d = np.where(m, h, mpmath.mpf(0))
+        fp, fm = at({i: d}), at({i: -d})
+        diff = fp - fm
+        total = mpmath.fsum(diff.reshape(-1)) if task.mp_structure[0] == "general" else None
+        for idx in zip(*np.nonzero(m)):
+          if ok[idx]:
+            g[idx] = to64(collect(diff, idx, shape, total) / (2 * h[idx]))
+            gerr[idx] = float(unit / h[idx])
+      grads[i] = g
+      grad_errs[i] = gerr
+    hess = None
+    if hess_argnum is not None:
+      i = hess_argnum
+      h, ok = step(i)
+      shape = np.shape(args[i])
+      n = int(np.prod(shape, dtype=np.int64))
+      hess = np.zeros((n, n))
+      herr = np.zeros((n, n))
+      groups = _mp_groups(task.mp_structure, shape)
+      for ga, ma in enumerate(groups):
+        for gb in range(ga, len(groups)):
+          mb = groups[gb]
+          da, db = np.where(ma, h, mpmath.mpf(0)), np.where(mb, h, mpmath.mpf(0))
+          if ga == gb:
+            diff = at({i: 2 * da}) - 2 * f0 + at({i: -2 * da})
+          else:
+            diff = at({i: da + db}) - at({i: da - db}) - at({i: db - da}) + at({i: -da - db})
+          total = mpmath.fsum(diff.reshape(-1)) if task.mp_structure[0] == "general" else None
+          for ia in zip(*np.nonzero(ma)):
+            for ib in zip(*np.nonzero(mb)):
+              ja = _mp_out_index(task.mp_structure, shape, ia)
+              if ga != gb and ja is not None and ja != _mp_out_index(task.mp_structure, shape, ib):
+                continue  # different outputs: a zero entry
+              if ga == gb and task.mp_structure[0] != "general" and ia != ib:
+                continue
+              fa, fb = np.ravel_multi_index(ia, shape), np.ravel_multi_index(ib, shape)
+              if not (ok[ia] and ok[ib]):
+                hess[fa, fb] = hess[fb, fa] = np.nan
+                continue
+              v = to64(collect(diff, ia, shape, total) / (4 * h[ia] * h[ib]))
+              hess[fa, fb] = hess[fb, fa] = v
+              herr[fa, fb] = herr[fb, fa] = float(unit / (h[ia] * h[ib]))
+      hess = hess.reshape(shape + shape)
+      herr = herr.reshape(shape + shape)
+  return grads, hess, grad_errs, (herr if hess is not None else None)
+
+
+def _mp_rows(acc_cf: _Acc, acc_ad: _Acc, mp, mp_err, cf, ad, cond, eps_d, out_dtype, where, name, pt,
+             hess=False):
+  r"""Adds the closed form vs mp (float64 rule) and autodiff vs mp (dtype rule) comparisons, componentwise.
+
+  The tolerance is the module's rule without the normwise floor:
+  :math:`C (arepsilon (|q_i| + \mathrm{cond}_i) + \mathrm{err}_i) + \mathrm{tiny}` with :math:`q`
+  the mp value and err its own error bound, so a relative error above
+  :math:`Carepsilon` in a well-conditioned tiny entry fails.
+  """
+  mp = np.asarray(mp, np.float64)
+  mp_err = np.asarray(mp_err, np.float64)
+  sel = np.isfinite(mp)
+  if not sel.any():
+    acc_cf.skipped += 1
+    acc_ad.skipped += 1
+    return
+  c = TOLERANCE_FACTOR
+  cond = np.where(np.isfinite(cond), cond, np.inf)
+  for acc_, got, eps, odt in ((acc_cf, cf, _EPS64, np.float64), (acc_ad, ad, eps_d, out_dtype)):
+    tiny = float(jnp.finfo(odt).tiny)
+    tol = c * (eps * (np.abs(mp) + cond) + mp_err) + tiny
+    ok, ratio, err, ref_o = _compare(np.asarray(got)[sel], mp[sel], tol[sel], True, odt)
+    flat = np.argwhere(sel)
+    side = "closed form" if acc_ is acc_cf else "autodiff"
+
+    def describe(idx, got=np.asarray(got)[sel], ref=mp[sel], flat=flat, side=side):
+      pos = [int(v) for v in flat[idx[0]]]
+      if hess:
+        half = len(pos) // 2
+        label = f"H{_orig_index(pt, pos[:half]) + _orig_index(pt, pos[half:])}"
+      else:
+        label = f"{name}{_orig_index(pt, pos)}"
+      return f"{where}, {label}: {side}={_fmt_val(got[idx])} mp reference={_fmt_val(ref[idx])}"
+
+    acc_.add(ok, ratio, err, tol[sel], ref_o, describe)
+
+
+# ---------------------------------------------------------------------------
 # the engine
 # ---------------------------------------------------------------------------
 def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_near: int,
@@ -903,6 +1106,8 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
 
   # -------- compare
   accs: dict[tuple, _Acc] = {}
+  mp_cache: dict[tuple, Any] = {}
+  mp_time = 0.0
 
   def acc(arg, check, dtype, kind) -> _Acc:
     return accs.setdefault((arg, check, dtype, kind), _Acc())
@@ -929,6 +1134,15 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
           eps = float(jnp.finfo(d).eps)
           in_domain = pt.in_domain and not (pt.kind == "near" and bool(ro["loss_nan"][ej]))
           where = f"{pt.kind} point '{pt.label}'{task.config_note}"
+          mp_res = None
+          if task.ref_mp is not None and pt.kind == "edge" and pt.in_domain:
+            key = (ti,) + tuple(np.asarray(e["r64"][k]).tobytes() for k in range(len(e["r64"])))
+            if key not in mp_cache:
+              tm = time.perf_counter()
+              mp_cache[key] = _mp_derivatives(task, e["r64"], sorted(task.grads),
+                                              task.hessian_argnum if task.hessian is not None else None)
+              mp_time += time.perf_counter() - tm
+            mp_res = mp_cache[key]
           for i in sorted(task.grads):
             aname = task.arg_names[i]
             r = {k: np.asarray(v[ej]) for k, v in ro[f"g{i}"].items()}
@@ -947,6 +1161,9 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
                       f" closed form={_fmt_val(ref[idx])}")
 
             acc(aname, "grad/reverse", ds, pt.kind).add(ok, ratio, err, tol, ref_o, describe)
+            if mp_res is not None:
+              _mp_rows(acc(aname, "grad/mp-closed-form", ds, pt.kind), acc(aname, "grad/mp", ds, pt.kind),
+                       mp_res[0][i], mp_res[2][i], g_ref, a["g"], r["cond2"], eps, out_dtype, where, aname, pt)
             # forward mode: a directional derivative of fn(*args).sum() exists only
             # where that sum and the gradient are finite (elsewhere reverse mode
             # compares the non-finite values one by one).
@@ -994,6 +1211,10 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
               return f"{where}, H{ij}: autodiff={_fmt_val(got[idx])} closed form={_fmt_val(ref[idx])}"
 
             acc(aname, "hess/reverse", ds, pt.kind).add(ok, ratio, err, tol, ref_o, describe_h)
+            if mp_res is not None and mp_res[1] is not None:
+              _mp_rows(acc(aname, "hess/mp-closed-form", ds, pt.kind), acc(aname, "hess/mp", ds, pt.kind),
+                       mp_res[1], mp_res[3], h_ref, a["h"], r["cond2"], eps, out_dtype, where, aname, pt,
+                       hess=True)
             if not (bool(ro["loss_finite"][ej]) and bool(np.isfinite(h_ref).all())):
               acc(aname, "hess/forward", ds, pt.kind).skipped += 1
               acc(aname, "hess/fd64", ds, pt.kind).skipped += 1
@@ -1024,14 +1245,14 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
                 _fd_rows(fa, r["fv"], r["fa"], r["uhu"], _EPS64 * (r["uhu_abs"] + r["condu"]), _fd_second,
                          where, aname)
 
-  order = {"grad/reverse": 0, "grad/forward": 1, "grad/fd64": 2, "hess/reverse": 3, "hess/forward": 4,
-           "hess/fd64": 5}
+  order = {"grad/reverse": 0, "grad/forward": 1, "grad/fd64": 2, "grad/mp": 3, "grad/mp-closed-form": 4,
+           "hess/reverse": 5, "hess/forward": 6, "hess/fd64": 7, "hess/mp": 8, "hess/mp-closed-form": 9}
   kinds = {"given": 0, "edge": 1, "near": 2}
   dorder = {_short(d): j for j, d in enumerate(dtypes)}
   rows = [a.row(name, *k) for k, a in accs.items() if a.n or a.skipped]
   rows.sort(key=lambda r: (r.arg, order.get(r.check, 9), dorder.get(r.dtype, 9), kinds.get(r.kind, 9)))
   rep = Report(name, rows)
-  rep.timings = dict(timings, compare=time.perf_counter() - t3)
+  rep.timings = dict(timings, compare=time.perf_counter() - t3 - mp_time, mp=mp_time)
   return rep
 
 
@@ -1163,8 +1384,17 @@ def _flattenable(config: Mapping[str, Any], points: Sequence[_Point]) -> bool:
   return True
 
 
+def _mp_structure(reference_mp, elementwise, config, pts) -> tuple:
+  if reference_mp is None:
+    return ("general",)
+  if not elementwise:
+    return ("rowwise", int(config.get("axis", -1)))
+  shapes = {np.shape(a) for p in pts for a in p.args}
+  return ("elementwise",) if len({np.shape(a) for a in pts[0].args}) == 1 and len(shapes) >= 1 else ("general",)
+
+
 def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums, arg_names,
-                 configs=({},), elementwise=False) -> list[_Task]:
+                 configs=({},), elementwise=False, reference_mp=None) -> list[_Task]:
   """One task per distinct config: the given args under every config, each edge under its own."""
   buckets: list[tuple[dict, list[_Point]]] = []
 
@@ -1191,7 +1421,9 @@ def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums
         arg_names=tuple(arg_names), points=pts, config_note=_config_note(config),
         perturb_argnums=tuple(i for i, a in enumerate(pts[0].args)
                               if jnp.issubdtype(np.asarray(a).dtype, jnp.floating)),
-        flatten=elementwise and _flattenable(config, pts)))
+        flatten=elementwise and _flattenable(config, pts),
+        ref_mp=_bind(reference_mp, config),
+        mp_structure=_mp_structure(reference_mp, elementwise, config, pts)))
   return tasks
 
 
@@ -1347,7 +1579,8 @@ def check_spec(
     tasks = _build_tasks(
         fn, grads, spec.hessian if hessian else None, spec.hessian_argnum, sample,
         list(spec.edge_cases) if edge_cases else [], spec.float_argnums, spec.arg_names,
-        configs=list(spec.configs) if configs is None else list(configs), elementwise=not spec.rowwise)
+        configs=list(spec.configs) if configs is None else list(configs), elementwise=not spec.rowwise,
+        reference_mp=getattr(spec, "reference_mp", None) if edge_cases and _have_mpmath() else None)
     return _run(spec.name, tasks, dtypes, n_near=n_near, n_directions=n_directions, seed=seed)
 
 

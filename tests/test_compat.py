@@ -200,6 +200,20 @@ class TestTorch:
     np.testing.assert_allclose(grad(lambda a: T.binary_cross_entropy_with_logits(a, y, weight=w, pos_weight=pw,
                                                                                  reduction="sum"))(z), dz, rtol=1e-10)
 
+  def test_bce_with_logits_saturated_gradient_is_torchs(self):
+    """PyTorch's backward sigma(x) - y: accurate at y = 0, x << 0 (autodiff of the forward cancels there)."""
+    import torch  # pylint: disable=g-import-not-at-top
+
+    x = np.array([-30.0, -17.0, 17.0, 30.0, 0.5], np.float32)
+    y = np.array([0.0, 0.0, 1.0, 1.0, 0.3], np.float32)
+    for pw in (None, np.array([2.0, 0.5, 3.0, 1.0, 1.5], np.float32)):
+      xt = torch.tensor(x, requires_grad=True)
+      torch.nn.functional.binary_cross_entropy_with_logits(
+          xt, torch.tensor(y), pos_weight=None if pw is None else torch.tensor(pw), reduction="sum").backward()
+      g = grad(lambda a, pw=pw: T.binary_cross_entropy_with_logits(a, jnp.asarray(y), pos_weight=pw,
+                                                                     reduction="sum"))(jnp.asarray(x))
+      np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), rtol=2e-6, atol=0)
+
   @staticmethod
   def ce_ref(x, t, w, ignore, ls, reduction):
     """PyTorch's class-index cross-entropy (cross_entropy_loss_label_smoothing), class dim 1."""

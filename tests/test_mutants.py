@@ -4,8 +4,15 @@ A mutant is a registry spec whose closed-form gradient or Hessian is wrapped to
 plant one mistake: a small relative error on ordinary points (1e-4 in float32,
 1e-8 in float64), a sign flip in one component, a term missing only in a
 config/edge (label smoothing, the ignore_index row), NaN at one edge point, a
-wrong Hessian diagonal. The control, that the unmodified specs pass (in all
-four dtypes, on a superset of these points and configs), is
+wrong Hessian diagonal, or a cancellation that the implementation and the
+closed form share (the versions of the softmax cross-entropies before
+issue 13, kept here verbatim: ``S p - y`` and ``p - p^2`` by subtraction,
+which are 0 instead of about 4e-8 on the row ``[17, 0]`` in float32 and wrong
+in float64 on ``[30, -30, 0]``, where no float64 reference can see it; the
+multiprecision reference of ``LossSpec.reference_mp`` does). A mutant may
+replace module internals for its duration (``patches``), so that the public
+function itself runs the pre-fix code. The control, that the unmodified specs
+pass (in all four dtypes, on a superset of these points and configs), is
 tests/test_registry.py::test_verify_registered.
 
 ``MUTANTS`` is also used by benchmarks/verify_power.py.
@@ -13,13 +20,18 @@ tests/test_registry.py::test_verify_registered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import pytest
+from jax.custom_derivatives import SymbolicZero
 
 import jaxloss
+from jaxloss import _classification as C
 from jaxloss import verify
 
 
@@ -32,6 +44,15 @@ class Mutant:
   build: object  # spec -> mutant spec
   check: dict  # keyword arguments of verify.check_spec (which points/configs to look at)
   target: str  # "grad" or "hess"
+  patches: tuple = ()  # (module, attribute, replacement): module internals replaced while the mutant runs
+
+
+def patched(m: Mutant):
+  """A context manager that installs the mutant's patches (the pre-fix internals)."""
+  stack = contextlib.ExitStack()
+  for module, attr, value in m.patches:
+    stack.enter_context(mock.patch.object(module, attr, value))
+  return stack
 
 
 def _grad(i, wrap):
@@ -117,6 +138,78 @@ def hess_diag(factor):
   return wrap
 
 
+# ---- the softmax cross-entropies before issue 13 (kept verbatim): a shared cancellation at p ~ 1
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def prefix_soft_ce(z, y, axis):
+  d, _, _, log_norm, _ = C._softmax_stats(z, axis)
+  return C._soft_ce_value(y, d, log_norm, axis)
+
+
+def _prefix_soft_ce_jvp(axis, primals, tangents):
+  (z, y), (dz, dy) = primals, tangents
+  d, e, s, log_norm, _ = C._softmax_stats(z, axis)
+  out = prefix_soft_ce(z, y, axis)
+  tangent = jnp.zeros_like(out)
+  if not isinstance(dz, SymbolicZero):
+    big_s = jnp.sum(y, axis=axis, keepdims=True)
+    tangent = tangent + jnp.sum((big_s * (e / s) - y) * dz, axis=axis)  # S p - y by subtraction
+  if not isinstance(dy, SymbolicZero):
+    minus_logp = jnp.where((y == 0) & (d == jnp.inf), jnp.zeros((), d.dtype), d + log_norm)
+    tangent = tangent + jnp.sum(minus_logp * dy, axis=axis)
+  return out, tangent
+
+
+prefix_soft_ce.defjvp(_prefix_soft_ce_jvp, symbolic_zeros=True)
+
+
+def prefix_sce_dz(z, y, *, axis=-1, label_smoothing=0.0, z_loss=0.0):
+  z, y = C._cast_like_logits(z, y)
+  y = C._smooth_dist(y, label_smoothing, axis)
+  g = jnp.sum(y, axis=axis, keepdims=True) * jax.nn.softmax(z, axis=axis) - y
+  return g + C._z_loss_grad(z, jax.nn.softmax(z, axis=axis), z_loss, axis) if z_loss else g
+
+
+def prefix_hessian_blocks(z, scale, axis, z_loss=0.0):
+  zm = jnp.moveaxis(z, axis, -1)
+  p = jax.nn.softmax(zm, axis=-1)
+  blocks = jnp.einsum("...j,jk->...jk", p, jnp.eye(p.shape[-1], dtype=p.dtype)) - p[..., :, None] * p[..., None, :]
+  if not z_loss:
+    return scale[..., None, None] * blocks
+  lse = jax.nn.logsumexp(zm, axis=-1)
+  return (scale + 2 * z_loss * lse)[..., None, None] * blocks + 2 * z_loss * p[..., :, None] * p[..., None, :]
+
+
+def prefix_ice_dz(z, labels, *, axis=-1, label_smoothing=0.0, z_loss=0.0, class_weights=None, ignore_index=None):
+  (z,) = C._cast_like_logits(z)
+  c = z.shape[axis]
+  q = (1 - label_smoothing) * jax.nn.one_hot(labels, c, dtype=z.dtype, axis=axis) + label_smoothing / c
+  w = C._int_row_factor(labels, class_weights, ignore_index, z.dtype)
+  p = jax.nn.softmax(z, axis=axis)
+  g = p - q if not z_loss else p - q + C._z_loss_grad(z, p, z_loss, axis)
+  return jnp.expand_dims(w, axis) * g
+
+
+def _confident(spec):
+  """Only the confident-row edge points (where the cancellation is; fewer shape groups to trace)."""
+  return dataclasses.replace(spec, edge_cases=tuple(e for e in spec.edge_cases if "confident" in e.note))
+
+
+def _prefix_sce():
+  def build(spec):
+    return dataclasses.replace(_confident(spec), grads={**spec.grads, 0: prefix_sce_dz})
+
+  return build
+
+
+def _prefix_ice(spec):
+  return dataclasses.replace(_confident(spec), grads={**spec.grads, 0: prefix_ice_dz})
+
+
+_PREFIX_SCE_IMPL = ((C, "_soft_ce", prefix_soft_ce),)
+_PREFIX_BLOCKS = ((C, "_softmax_hessian_blocks", prefix_hessian_blocks),)
+_EDGES_GRAD = dict(configs=[], edge_cases=True, hessian=False)
+_EDGES_HESS = dict(configs=[], edge_cases=True, argnums=())
+
 _ORDINARY = dict(configs=[{}], edge_cases=False, hessian=False)  # the sampled point and points near it
 
 MUTANTS = [
@@ -178,6 +271,19 @@ MUTANTS = [
            _hess(hess_diag(1e-4)), dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
     Mutant("H diag x (1 + 1e-8)", "softmax_cross_entropy_with_integer_labels", "wrong Hessian diagonal", "f64",
            _hess(hess_diag(1e-8)), dict(configs=[{}], edge_cases=False, argnums=()), "hess"),
+    # implementation and closed form share a cancellation (the pre-issue-13 code)
+    Mutant("pre-fix S p - y (impl + closed form)", "softmax_cross_entropy", "shared cancellation", "f32",
+           _prefix_sce(), _EDGES_GRAD, "grad", _PREFIX_SCE_IMPL),
+    Mutant("pre-fix S p - y (impl + closed form)", "softmax_cross_entropy", "shared cancellation", "bf16",
+           _prefix_sce(), _EDGES_GRAD, "grad", _PREFIX_SCE_IMPL),
+    Mutant("pre-fix p - p^2 (impl + closed form)", "softmax_cross_entropy", "shared cancellation", "f32",
+           _confident, _EDGES_HESS, "hess", _PREFIX_SCE_IMPL + _PREFIX_BLOCKS),
+    Mutant("pre-fix p - p^2 (impl + closed form)", "softmax_cross_entropy", "shared cancellation", "f64",
+           _confident, _EDGES_HESS, "hess", _PREFIX_SCE_IMPL + _PREFIX_BLOCKS),
+    Mutant("pre-fix p - q (closed form)", "softmax_cross_entropy_with_integer_labels", "shared cancellation",
+           "f64", _prefix_ice, _EDGES_GRAD, "grad"),
+    Mutant("pre-fix p - p^2 (closed form)", "softmax_cross_entropy_with_integer_labels", "shared cancellation",
+           "f64", _confident, _EDGES_HESS, "hess", _PREFIX_BLOCKS),
 ]
 
 
@@ -283,13 +389,28 @@ def mutant_spec(m: Mutant):
 
 
 def run_mutant(m: Mutant) -> verify.Report:
-  return verify.check_spec(mutant_spec(m), dtypes=[m.dtype], **m.check)
+  with patched(m):
+    return verify.check_spec(mutant_spec(m), dtypes=[m.dtype], **m.check)
 
 
 def test_enough_mutants():
   assert len(MUTANTS) >= 20
   assert {m.category for m in MUTANTS} == {"relative error", "sign flip", "term missing at edges",
-                                           "NaN at an edge", "wrong Hessian diagonal"}
+                                           "NaN at an edge", "wrong Hessian diagonal", "shared cancellation"}
+
+
+def test_prefix_versions_are_the_issue_13_faults():
+  """The pre-fix code kept as mutants really has the faults of issue 13 (else the mutants test nothing)."""
+  z, y = jnp.array([17.0, 0.0], jnp.float32), jnp.array([1.0, 0.0], jnp.float32)
+  f = lambda z: jaxloss.softmax_cross_entropy(z, y, reduction="sum")
+  with mock.patch.object(C, "_soft_ce", prefix_soft_ce):
+    g = jax.grad(f)(z)
+    h = jax.hessian(f)(z)
+  assert float(g[0]) == 0.0 and float(h[0, 0]) == 0.0  # the faults: true -4.14e-8 and 4.14e-8
+  assert float(prefix_sce_dz(z, y)[0]) == 0.0
+  assert float(prefix_hessian_blocks(z, jnp.ones((), jnp.float32), -1)[0, 0]) == 0.0
+  # and the fixed code does not have them
+  assert float(jax.grad(f)(z)[0]) < 0 and float(jax.hessian(f)(z)[0, 0]) > 0
 
 
 @pytest.mark.parametrize("m", MUTANTS, ids=[f"{m.loss}:{m.name}" for m in MUTANTS])

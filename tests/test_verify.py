@@ -1,5 +1,6 @@
 """Tests of jaxloss.verify itself: the rule, the NaN/inf semantics, the report, the CLI, the example."""
 
+import dataclasses
 import json
 import os
 import runpy
@@ -212,3 +213,51 @@ def test_example_smoke(tmp_path, monkeypatch, capsys):
   assert "planted mistake found" in out
   reports = json.loads((tmp_path / "verify_report.json").read_text())
   assert reports["buggy"]["ok"] is False and reports["fixed"]["ok"] is True
+
+
+# ---- the multiprecision reference (LossSpec.reference_mp): a cancellation shared by implementation and
+# closed form, invisible to every float64 reference. -log sigma(z) (a GAN generator's loss): its derivative
+# -sigma(-z), written sigma(z) - 1, is 0 in float32 at z = 17 (true -4.1e-8) and 1e-3 off in float64 at 30.
+# (With a floating label y the derivative sigma(z) - y is as sensitive to y's rounding as that error, so the
+# tolerance, which counts the labels' rounding, would accept it: the backward error is one ulp of y.)
+def _nll_sigmoid_cancelling(z, reduction="none"):
+  del reduction
+  return jnp.logaddexp(0.0, z) - z  # autodiff: sigma(z) - 1
+
+
+def _nll_sigmoid_accurate(z, reduction="none"):
+  del reduction
+  return jax.nn.softplus(-z)  # autodiff: -sigma(-z)
+
+
+def _nll_sigmoid_mp(z):
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  return np.frompyfunc(lambda a: mpmath.log1p(mpmath.exp(-a)), 1, 1)(z)
+
+
+def _nll_sigmoid_spec(fn, grad, reference_mp):
+  from jaxloss import LossSpec  # pylint: disable=g-import-not-at-top
+
+  return LossSpec(
+      name="nll_sigmoid", family="gan", fn=fn, arg_names=("logits",), grads={0: grad},
+      sample=lambda key, dtype, shape=(3,): (jnp.array([0.5, -1.0, 2.0], dtype),),
+      edge_cases=(EdgeCase((np.array([30.0, -30.0, 17.0, 8.0]),), "saturated logits"),),
+      reference_mp=reference_mp)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f32", "f64"])
+def test_mp_reference_sees_a_shared_cancellation(dtype):
+  cancelling = _nll_sigmoid_spec(_nll_sigmoid_cancelling, lambda z: jax.nn.sigmoid(z) - 1, _nll_sigmoid_mp)
+  # without the mp reference every check passes: the float64 closed form cancels exactly like autodiff
+  blind = verify.check_spec(dataclasses.replace(cancelling, reference_mp=None), dtypes=[dtype])
+  blind.assert_ok()
+  seen = verify.check_spec(cancelling, dtypes=[dtype])
+  assert not seen.ok
+  assert {r.check for r in seen.failures} <= {"grad/mp", "grad/mp-closed-form"}
+  assert all(r.kind == "edge" for r in seen.failures)
+  # the accurate versions pass, also entry by entry against mpmath
+  good = _nll_sigmoid_spec(_nll_sigmoid_accurate, lambda z: -jax.nn.sigmoid(-z), _nll_sigmoid_mp)
+  rep = verify.check_spec(good, dtypes=[dtype])
+  rep.assert_ok()
+  assert any(r.check == "grad/mp" and r.n > 0 for r in rep.rows)

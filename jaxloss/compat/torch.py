@@ -153,6 +153,23 @@ def binary_cross_entropy(
   return _reduce(loss, reduction)
 
 
+@jax.custom_jvp
+def _bce_logits_core(x, y, pw):
+  """``(1 - y) x + (1 + (pw - 1) y) softplus(-x)``, PyTorch's forward, elementwise."""
+  return (1.0 - y) * x + (1.0 + (pw - 1.0) * y) * jax.nn.softplus(-x)
+
+
+@_bce_logits_core.defjvp
+def _bce_logits_core_jvp(primals, tangents):
+  x, y, pw = primals
+  dx, dy, dpw = tangents
+  out = _bce_logits_core(x, y, pw)
+  sp = jax.nn.softplus(-x)
+  d_x = (1.0 + (pw - 1.0) * y) * jax.nn.sigmoid(x) - pw * y  # PyTorch's backward (ATen)
+  d_y = -x + (pw - 1.0) * sp
+  return out, d_x * dx + d_y * dy + y * sp * dpw
+
+
 def binary_cross_entropy_with_logits(
     input: ArrayLike,  # pylint: disable=redefined-builtin
     target: ArrayLike,
@@ -174,15 +191,16 @@ def binary_cross_entropy_with_logits(
   ``pos_weight`` broadcasts against ``input`` (a per-class vector on the last
   axis, as in PyTorch); ``weight`` broadcasts to ``input``; ``"mean"`` divides
   by the number of elements.
+
+  The derivative with respect to ``input`` is PyTorch's backward formula above
+  (a custom JVP): autodiff of the forward would give :math:`(1 - y) - l_w
+  \sigma(-x)`, which is 0 in float32 for :math:`y = 0, x \lesssim -17` where
+  PyTorch (and the true derivative) give :math:`\sigma(x)`.
   """
   x, y, dtype = _pair(input, target)
   w = _elementwise_weight(weight, x.shape, dtype)
-  if pos_weight is None:
-    log_weight = jnp.ones((), dtype)
-  else:
-    pw = _elementwise_weight(pos_weight, x.shape, dtype)
-    log_weight = 1.0 + (pw - 1.0) * y
-  loss = (1.0 - y) * x + log_weight * jax.nn.softplus(-x)
+  pw = None if pos_weight is None else _elementwise_weight(pos_weight, x.shape, dtype)
+  loss = _bce_logits_core(x, y, jnp.ones((), dtype) if pw is None else pw)
   if w is not None:
     loss = loss * w
   return _reduce(loss, reduction)
