@@ -1383,7 +1383,10 @@ def multiclass_hinge_loss(
   :math:`k^\star`, while autodiff through JAX's ``max`` splits the derivative
   evenly among the maximizers: both are valid subgradients). Same
   value as ``optax.losses.multiclass_hinge_loss``. Labels outside
-  :math:`[0, C)` give NaN in that row and raise under ``checkify``.
+  :math:`[0, C)` give NaN in that row and raise under ``checkify``. Inside a
+  jitted training step on CPU its temporaries match optax's up to one byte per
+  row (the labels' in-range flag for that NaN rule, e.g. 2 KiB over 128 MiB
+  at 2048 x 8192 scores).
 
   Args:
     scores: floating array, classes along ``axis``.
