@@ -208,9 +208,28 @@ def entropy(
   ax, mask = _rowwise_setup(p, axis, where)
   p = _base.sanitize(p, mask, axis=ax)
   bad = _base.check_probabilities("probs", p)
-  loss = _row_loss(-_base.xlogx(p), bad, ax)
+  loss = jnp.sum(_neg_xlogx_or_nan(p, bad), axis=ax)
   loss = _base.nan_where(_rows_not_distributions(ax, mask, ("probs", p, input_dtype, False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
+
+
+@jax.custom_jvp
+def _neg_xlogx_or_nan(p, bad):
+  """``-p log p`` (0 at ``p = 0``), NaN where ``bad``; derivative ``-_dxlogx(p)``, NaN where ``bad``."""
+  # A custom JVP for the memory of a jitted training step on XLA:CPU, which
+  # materializes every select feeding a reduction or the softmax backward's
+  # fusion: the value and the derivative are one fused loop each, and the
+  # cotangent carries no select of the NaN flag (autodiff through xlogx and
+  # nan_where gave 473 MiB of temporaries against the naive -sum(p log p)'s
+  # 346; this gives 294).
+  return jnp.where(bad, jnp.asarray(jnp.nan, p.dtype), -_base.xlogx(p))
+
+
+@_neg_xlogx_or_nan.defjvp
+def _neg_xlogx_or_nan_jvp(primals, tangents):
+  (p, bad), (dp, _) = primals, tangents
+  slope = jnp.where(bad, jnp.asarray(jnp.nan, p.dtype), -_dxlogx(p))
+  return _neg_xlogx_or_nan(p, bad), slope * dp
 
 
 def _entropy_dp(p, axis=-1):
