@@ -19,7 +19,7 @@ def _table(report, dtypes: Sequence[str]) -> str:
   from jaxloss import verify  # pylint: disable=g-import-not-at-top
 
   short = [verify._short(verify.resolve_dtype(d)) for d in dtypes]  # pylint: disable=protected-access
-  cells: dict[tuple[str, str], dict[str, list]] = {}
+  cells: dict[tuple[str, str], dict[str, tuple[bool, float, int]]] = {}
   for r in report.rows:
     c = cells.setdefault((r.loss, r.check), {})
     ok, err, n = c.get(r.dtype, (True, 0.0, 0))
@@ -55,6 +55,7 @@ def _verify(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
+
   from jaxloss import REGISTRY, verify  # pylint: disable=g-import-not-at-top
 
   if args.list:
@@ -98,7 +99,7 @@ def _verify(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ("-h", "--help"):
-    print(__doc__.strip())
+    print((__doc__ or "").strip())
     print("\ncommands:\n  verify   check the closed-form derivatives (python -m jaxloss verify --help)")
     return 0 if argv else 2
   if argv[0] == "verify":

@@ -99,7 +99,7 @@ def computation_dtype(dtype: Any) -> np.dtype:
   """The dtype a loss computes in: at least float32, float64 stays float64."""
   dtype = np.dtype(dtype)
   if dtype == np.float64:
-    return np.dtype(np.float64) if jax.config.jax_enable_x64 else np.dtype(np.float32)
+    return np.dtype(np.float64) if jax.config.read("jax_enable_x64") else np.dtype(np.float32)
   return np.dtype(np.float32)
 
 
@@ -487,6 +487,7 @@ def reduce_loss(
   if w is None and where is None:
     return total / jnp.asarray(loss.size, dtype) if loss.size else jnp.zeros((), dtype)
   if w is None:
+    assert where is not None
     denom = jnp.sum(where.astype(dtype))
   elif where is None:
     denom = jnp.sum(w)

@@ -74,7 +74,7 @@ def _np_log_softmax_accurate(z, axis):
 
 def _minus_log_softmax(z, axis):
   """``(L, p)``: :math:`L_j = -\\log p_j` without cancellation, and :math:`p`."""
-  d, e, s, log_norm = _softmax_stats(z, axis)
+  d, e, s, log_norm, _ = _softmax_stats(z, axis)
   return d + log_norm, e / s
 
 
@@ -272,7 +272,7 @@ SOFTMAX_FOCAL_LOSS = LossSpec(
 # poly-1 loss
 # --------------------------------------------------------------------------
 def _poly_parts(z, y, axis):
-  d, e, s, log_norm = _softmax_stats(z, axis)
+  d, e, s, log_norm, _ = _softmax_stats(z, axis)
   ce = _gap_sum(y, d, axis) + jnp.squeeze(jnp.sum(y, axis=axis, keepdims=True) * log_norm, axis)
   one_minus_pt = jnp.sum(y * -jnp.expm1(-(d + log_norm)), axis=axis)
   return ce, one_minus_pt, d, e, s, log_norm

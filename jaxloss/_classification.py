@@ -194,7 +194,7 @@ def sigmoid_binary_cross_entropy(
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
-def _cast_like_logits(z, *others):
+def _cast_like_logits(z: Any, *others: Any) -> tuple[Any, ...]:
   dtype = _base.computation_dtype(jnp.asarray(z).dtype)
   return (jnp.asarray(z).astype(dtype),) + tuple(
       None if o is None else jnp.asarray(o).astype(dtype) for o in others)

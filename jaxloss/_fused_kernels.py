@@ -127,7 +127,7 @@ def _merge(a: Stats, b: Stats) -> Stats:
   """Statistics of the union of two column sets (``a``'s columns come first)."""
   m = jnp.maximum(a.m, b.m)
   s = a.s * _exp_rel(a.m, m) + b.s * _exp_rel(b.m, m)
-  arg = None if a.arg is None else jnp.where(b.m > a.m, b.arg, a.arg)
+  arg = None if a.arg is None else jnp.where(b.m > a.m, b.arg, a.arg)  # pyright: ignore[reportArgumentType]
   return Stats(m, s, a.zy + b.zy, a.zsum + b.zsum, arg)
 
 
@@ -274,7 +274,7 @@ def _local_backward(h, w, b, labels, lse, a, g, u, cfg: Config):
     old = lax.dynamic_slice_in_dim(dw, start, chunk, axis=1)
     dw = lax.dynamic_update_slice_in_dim(dw, (old.astype(cfg.cdtype) + dwc).astype(dw.dtype), start, axis=1)
     if db is not None:
-      db = lax.dynamic_update_slice_in_dim(db, lax.dynamic_slice_in_dim(db, start, chunk) + dbc, start, axis=0)
+      db = lax.dynamic_update_slice_in_dim(db, lax.dynamic_slice_in_dim(db, start, chunk) + dbc, start, axis=0)  # pyright: ignore[reportOperatorIssue]
     return (dh, dw, db), None
 
   init = (jnp.zeros((n, d), cfg.cdtype), jnp.zeros(w.shape, w.dtype),
@@ -333,7 +333,7 @@ def backward_impl(h, w, b, labels, lse, a, g, u, cfg: Config):
   in_specs = (sp["h"], sp["w"]) + (sp["rows"],) * 4 + tuple(sp["b"] if k == "b" else sp["rows"] for k in present)
   out_specs = (sp["h"], sp["w"]) + ((sp["b"],) if b is not None else ())
   out = _mapped(fn, cfg, in_specs, out_specs)(h, w, labels, lse, a, g, *(opt[k] for k in present))
-  return out[0], out[1], (out[2] if b is not None else None)
+  return out[0], out[1], (out[2] if b is not None else None)  # pyright: ignore[reportGeneralTypeIssues]
 
 
 # --------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def _lean_bwd(cfg, res, ct):
   a, g, u = (x.astype(cfg.cdtype) for x in ct[:3])
   u = u if cfg.smoothing else None  # sum_j z_j was not computed (a constant 0): no cotangent flows
   dh, dw, db = backward_impl(h, w, b, labels, lse, a, g, u, cfg)
-  return dh.astype(h.dtype), dw, (None if b is None else db.astype(b.dtype)), None
+  return dh.astype(h.dtype), dw, (None if b is None else db.astype(b.dtype)), None  # pyright: ignore[reportOptionalMemberAccess]
 
 
 lean_stats.defvjp(_lean_fwd, _lean_bwd)
@@ -446,7 +446,7 @@ def _fast_fwd(h, w, b, labels, omega, eps, zl, cfg):
   h, w, b, labels, omega, eps, zl = (None if x is None else x.value for x in (h, w, b, labels, omega, eps, zl))
   out, dh, dw, db = fast_impl(h, w, b, labels, omega, eps, zl, cfg)
   lse, zy, zsum, rows = out[:4]
-  total = jnp.sum(omega * rows)
+  total = jnp.sum(omega * rows)  # pyright: ignore[reportOptionalOperand]
   return (total, lse) + tuple(out[4:]), (h, w, b, labels, omega, eps, zl, lse, zy, zsum, rows, dh, dw, db)
 
 
@@ -471,7 +471,7 @@ def _fast_bwd(cfg, res, ct):
   d_omega = (gt * rows).astype(omega.dtype)
   d_eps = (gt * jnp.sum(omega * (zy - zsum / vocab))).astype(eps.dtype)
   d_zl = (gt * jnp.sum(omega * jnp.square(lse))).astype(zl.dtype)
-  return (dh.astype(h.dtype), dw, None if b is None else db.astype(b.dtype), None, d_omega, d_eps, d_zl)
+  return (dh.astype(h.dtype), dw, None if b is None else db.astype(b.dtype), None, d_omega, d_eps, d_zl)  # pyright: ignore[reportOptionalMemberAccess]
 
 
 fast_total.defvjp(_fast_fwd, _fast_bwd, symbolic_zeros=True)

@@ -209,7 +209,7 @@ def entropy(
   p = _base.sanitize(p, mask, axis=ax)
   bad = _base.check_probabilities("probs", p)
   loss = jnp.sum(_neg_xlogx_or_nan(p, bad), axis=ax)
-  loss = _base.nan_where(_rows_not_distributions(ax, mask, ("probs", p, input_dtype, False)), loss)
+  loss = _base.nan_if(_rows_not_distributions(ax, mask, ("probs", p, input_dtype, False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
 
@@ -376,7 +376,7 @@ def cross_entropy(
   p, t, ax, mask, dts = _rowwise_pair_inputs("probs", probs, "target_probs", target_probs, axis, where)
   bad = _base.check_probabilities("probs", p) | _base.check_probabilities("target_probs", t)
   loss = _row_loss(-_base.xlogy(t, p), bad, ax)
-  loss = _base.nan_where(
+  loss = _base.nan_if(
       _rows_not_distributions(ax, mask, ("probs", p, dts[0], False), ("target_probs", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
@@ -472,7 +472,7 @@ def kl_divergence(
   _check_log_probabilities("log_predictions", lp)
   _base.check_probabilities("targets", t)
   loss = _kl(lp, t, ax)
-  loss = _base.nan_where(
+  loss = _base.nan_if(
       _rows_not_distributions(ax, mask, ("log_predictions", lp, dts[0], True), ("targets", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
@@ -612,7 +612,7 @@ def kl_divergence_with_log_targets(
   _check_log_probabilities("log_predictions", lp)
   _check_log_probabilities("log_targets", lt)
   loss = _kl_log(lp, lt, ax)
-  loss = _base.nan_where(
+  loss = _base.nan_if(
       _rows_not_distributions(ax, mask, ("log_predictions", lp, dts[0], True), ("log_targets", lt, dts[1], True)),
       loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
@@ -839,7 +839,7 @@ def js_divergence(
   m = 0.5 * (p + t)
   terms = 0.5 * _base.xlogx(p) + 0.5 * _base.xlogx(t) - _base.xlogx(m)
   loss = _row_loss(terms, bad, ax)
-  loss = _base.nan_where(
+  loss = _base.nan_if(
       _rows_not_distributions(ax, mask, ("probs", p, dts[0], False), ("target_probs", t, dts[1], False)), loss)
   return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction)
 
@@ -995,9 +995,9 @@ BINARY_KL_DIVERGENCE = LossSpec(
 # continuous Bernoulli
 # --------------------------------------------------------------------------
 def _bernoulli_numbers(n):
-  b = [Fraction(1)]
+  b: list[Fraction] = [Fraction(1)]
   for m in range(1, n + 1):
-    b.append(-sum(math.comb(m + 1, k) * b[k] for k in range(m)) / (m + 1))
+    b.append(-sum((math.comb(m + 1, k) * b[k] for k in range(m)), Fraction(0)) / (m + 1))
   return b
 
 

@@ -493,6 +493,7 @@ def linear_softmax_cross_entropy(
   row_mask = None if (mask is None and ignore_index is None) else include
   flags = [bad_smoothing, bad_z_loss]
 
+  out: Any
   if grad_in_forward:
     omega, bad_w = _row_weights(weights, include, reduction, cdtype)
     omega = flat(jnp.where(use, omega, 0), (n,))

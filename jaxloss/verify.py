@@ -110,7 +110,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -239,7 +239,7 @@ class Report:
     rows = self.rows if rows is None else rows
     header = ("loss", "arg", "check", "dtype", "points", "n", "skip", "status", "max err", "tol",
               "err/tol", "rel err", "worst")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in rows:
       lines.append((r.loss, r.arg, r.check, r.dtype, r.kind, str(r.n), str(r.skipped),
                     "ok" if r.ok else "FAIL", _fmt(r.max_error), _fmt(r.tolerance), _fmt(r.ratio),
@@ -707,7 +707,6 @@ def _compare(got: np.ndarray, ref: np.ndarray, tol: np.ndarray, in_domain: bool,
     both_finite = np.isfinite(got) & np.isfinite(ref_o)
     err = np.where(both_finite, np.abs(got - ref_o), np.inf)
     same_inf = np.isinf(got) & np.isinf(ref_o) & (got == ref_o)
-    both_nan = np.isnan(got) & np.isnan(ref_o)
     nonfinite_ok = same_inf
     ok = np.where(both_finite, err <= tol, nonfinite_ok)
     if not in_domain:  # outside the domain nothing is required
@@ -882,6 +881,7 @@ def _mp_derivatives(task: _Task, args, diff_argnums, hess_argnum):
   import mpmath  # pylint: disable=g-import-not-at-top
 
   f = task.ref_mp
+  assert f is not None, "called only for tasks with a multiprecision reference"
   with mpmath.workdps(MP_DPS):
     margs = list(args)
     for k in task.perturb_argnums:
@@ -1080,7 +1080,7 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
     return [[jax.vmap(ad_fns[ti])(*g[dname]) if dname in g else None for g in ad_in[ti]]
             for ti in range(len(plan))]
 
-  units = [(ref_program, (ref_inputs,))]
+  units: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(ref_program, (ref_inputs,))]
   for d in dtypes:
     units.append((functools.partial(ad_program, d.name), (ad_inputs,)))
   with jax.enable_x64(True):
@@ -1416,7 +1416,8 @@ def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums
     if not pts:
       continue
     tasks.append(_Task(
-        fn=_bind(fn, config), grads={i: _bind(g, config) for i, g in grads.items()},
+        fn=cast(Callable[..., Any], _bind(fn, config)),
+        grads={i: cast(Callable[..., Any], _bind(g, config)) for i, g in grads.items()},
         hessian=_bind(hessian, config), hessian_argnum=hessian_argnum, float_argnums=tuple(float_argnums),
         arg_names=tuple(arg_names), points=pts, config_note=_config_note(config),
         perturb_argnums=tuple(i for i, a in enumerate(pts[0].args)
