@@ -57,6 +57,7 @@ autodoc_preserve_defaults = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+napoleon_use_ivar = True  # NamedTuple fields are documented once, as fields
 
 # No network at build time (no intersphinx): names of other libraries in signatures are not cross-referenced.
 nitpicky = True
@@ -67,6 +68,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"jax\.Array|jax\.typing\.ArrayLike|jax\.experimental\.checkify.*|contextlib\..*|dict\[.*"),
     # helpers of jaxloss._base named in its (documented) conventions text; internal, not part of the API
     (r"py:func", r"check_scalar_in|prepare_where"),
+    # private family modules and helpers named in docstrings; the API pages document the public names
+    (r"py:(mod|func|data)", r"jaxloss\._.*"),
 ]
 autodoc_default_options = {"members": True}
 suppress_warnings = ["myst.header"]

@@ -128,7 +128,7 @@ Reduction
 ---------
 
 .. autofunction:: jaxloss.reduce_loss
-""",
+{helpers}""",
     "registry": """\
 Registry
 ========
@@ -188,6 +188,19 @@ PyTorch
 }
 
 
+def _helpers_section() -> str:
+  """Public functions of ``jaxloss`` that are neither registry losses nor documented above (e.g. CTC paddings)."""
+  import inspect  # pylint: disable=g-import-not-at-top
+
+  losses = {spec.fn for spec in jaxloss.REGISTRY.values()}
+  shown = {"reduce_loss", "runtime_checks", "runtime_checks_enabled"}
+  names = [n for n in jaxloss.__all__ if n not in shown and inspect.isfunction(getattr(jaxloss, n))
+           and getattr(jaxloss, n) not in losses]
+  if not names:
+    return ""
+  return "\nHelpers\n-------\n\n" + "".join(f".. autofunction:: jaxloss.{n}\n\n" for n in names)
+
+
 def _cli_help() -> str:
   import contextlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
@@ -213,6 +226,8 @@ def write_pages(out_dir: pathlib.Path) -> list[str]:
       continue
     if name == "verify":
       text = text.format(cli_help=_cli_help())
+    if name == "conventions":
+      text = text.format(helpers=_helpers_section())
     (out_dir / f"{name}.rst").write_text(text, encoding="utf-8")
     written.append(name)
   toc = ["API reference", "=============", "", ".. toctree::", "   :maxdepth: 1", ""]

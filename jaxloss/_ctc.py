@@ -307,12 +307,12 @@ def ctc_loss(
 
   Raises:
     ValueError: on shapes that are not ``[B, T, K]``, ``[B, T]``, ``[B, N]``,
-      ``[B, N]``, or ``blank_id`` out of range. TypeError: on non-floating
-      logits or non-integer labels.
-    Run-time values: a row whose paddings are not 0/1, whose label paddings
-    are not right-padded, or whose unpadded labels are out of ``[0, K)`` or
-    equal to ``blank_id`` is NaN (a checkify error inside
-    :func:`jaxloss.runtime_checks`).
+      ``[B, N]``, or ``blank_id`` out of range.
+    TypeError: on non-floating logits or non-integer labels.
+
+  Run-time values: a row whose paddings are not 0/1, whose label paddings are
+  not right-padded, or whose unpadded labels are out of ``[0, K)`` or equal to
+  ``blank_id`` is NaN (a checkify error inside :func:`jaxloss.runtime_checks`).
 
   References:
     Graves, Fernández, Gomez and Schmidhuber, `Connectionist temporal
