@@ -84,12 +84,14 @@ def build(spec: Any, size: str, seed: int = 0) -> dict[str, Any]:
   key = jax.random.PRNGKey(seed)
   shape = (rows, classes if spec.rowwise else elems // rows)
   args, how = None, "sample(shape=)"
-  if bench._accepts_shape(spec.sample):  # pylint: disable=protected-access
+  if getattr(spec, "bench_sample", None) is not None:
+    args, how = tuple(spec.bench_sample(key, jnp.float32, elems)), "bench_sample"
+  elif bench._accepts_shape(spec.sample):  # pylint: disable=protected-access
     try:
       args = tuple(spec.sample(key, jnp.float32, shape=shape))
     except Exception:  # pylint: disable=broad-except
       args = None
-  if args is None or tuple(np.shape(args[0])) != shape:
+  if args is None or (how != "bench_sample" and tuple(np.shape(args[0])) != shape):
     args, how = bench.make_inputs(spec, key, jnp.float32, elems, classes)
     if not spec.rowwise and all(np.shape(a) == np.shape(args[0]) for a in args) and np.size(args[0]) >= elems:
       args, how = tuple(jnp.ravel(a)[:elems].reshape(shape) for a in args), how + ", cut to shape"
@@ -142,6 +144,14 @@ def run_one(spec: Any, size: str, cfg: argparse.Namespace) -> dict[str, Any]:
     rec["error"] = f"{type(e).__name__}: {e}"
     return rec
   rec.update(peer=b["peer"], shape=b["shape"])
+  try:
+    _time_steps(rec, b, size, cfg)
+  except Exception as e:  # pylint: disable=broad-except
+    rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+  return rec
+
+
+def _time_steps(rec: dict[str, Any], b: dict[str, Any], size: str, cfg: argparse.Namespace) -> None:
   args = b["args"]
   cases = {}
   for name, step in b["steps"].items():
@@ -159,7 +169,6 @@ def run_one(spec: Any, size: str, cfg: argparse.Namespace) -> dict[str, Any]:
   for name, t in timings.items():
     rec[f"median_s/{name}"] = t.median_s
   rec["ratio"] = rec["median_s/jaxloss"] / rec[f"median_s/{b['peer']}"]
-  return rec
 
 
 def geomean(xs: Sequence[float]) -> float:
@@ -221,6 +230,7 @@ def summary(recs: Sequence[dict[str, Any]], sizes: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--names", nargs="*", help="losses to run (default: every registry loss with a peer)")
+  p.add_argument("--optax-only", action="store_true", help="only the losses whose peer is optax")
   p.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
   p.add_argument("--repeats", type=int, default=15)
   p.add_argument("--warmup", type=int, default=3)
@@ -231,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   cfg = p.parse_args(argv)
   import jaxloss  # pylint: disable=g-import-not-at-top
 
-  names = cfg.names or [n for n, s in sorted(jaxloss.REGISTRY.items()) if peer_of(s) is not None]
+  names = cfg.names or [n for n, s in sorted(jaxloss.REGISTRY.items())
+                        if (s.optax_peer is not None if cfg.optax_only else peer_of(s) is not None)]
   env = H.env_info()
   t_start = time.perf_counter()
   recs = []
