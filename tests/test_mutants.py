@@ -337,7 +337,10 @@ def _poisson_nll_pre13(log_rate, targets, *, full=False, reduction="none"):
   return jnp.where(t >= 0, jnp.exp(r) - t * r, jnp.nan)
 
 
-def _poisson_dy_pre13(r, y, full=False):
+def _poisson_dy_pre13(r, y, full=False, log_input=True):
+  """Pre-fix log-rate slope -r, also at r = -inf, y = 0 (0 * inf); the rate-input branch, added later, as now."""
+  if not log_input:
+    return jaxloss.REGISTRY["poisson_nll"].grads[1](r, y, full=full, log_input=False)
   del y, full
   return -r
 
