@@ -238,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", help="write a results fragment here (for make_results.py)")
   p.add_argument("--json", help="also write the raw records as JSON")
+  p.add_argument("--title", default="Losses inside a jitted training step", help="the fragment's title")
   cfg = p.parse_args(argv)
   import jaxloss  # pylint: disable=g-import-not-at-top
 
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   ]
   if cfg.out:
     cmd = "benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    H.write_fragment(cfg.out, H.fragment(f"Losses inside a jitted training step ({env['platform']})", text, env,
+    H.write_fragment(cfg.out, H.fragment(f"{cfg.title} ({env['platform']})", text, env,
                                          script=cmd.strip(), notes=notes))
   if cfg.json:
     H.write_json(cfg.json, {"env": env, "records": recs})
