@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _base, _labels
+from jaxloss import _base, _classification, _labels
 from jaxloss._classification import _cast_like_logits, _diag_hessian, _pm1_labels, _row_prologue, _rowwise_hessian
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
@@ -168,14 +168,8 @@ def _ref_mc_perceptron(s, labels, *, axis=-1):
   return out
 
 
-def _sample_grid_scores(key, dtype, shape=(4, 5)):
-  """Scores on a 0.7-spaced grid (+ noise under 0.05): pairwise differences stay >= 0.2 from 0, +-0.5 and +-1."""
-  kp, ky, kn = jax.random.split(key, 3)
-  c = shape[-1]
-  ranks = jnp.argsort(jax.random.uniform(kp, shape, jnp.float32), axis=-1).astype(jnp.float32)
-  s = 0.7 * (ranks - c / 2) + jax.random.uniform(kn, shape, jnp.float32, -0.05, 0.05)
-  labels = jax.random.randint(ky, shape[:-1], 0, c, jnp.int32)
-  return s.astype(dtype), labels
+# Scores on a 0.7-spaced grid (+ noise under 0.05): pairwise differences stay >= 0.2 from 0, +-0.5 and +-1.
+_sample_grid_scores = _classification._sample_mc_hinge  # pylint: disable=protected-access
 
 
 MULTICLASS_PERCEPTRON_LOSS = LossSpec(
