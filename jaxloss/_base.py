@@ -459,7 +459,12 @@ def reduce_loss(
     where: boolean mask already broadcast by :func:`prepare_where`.
     reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     extra_weights: per-element weights a loss adds itself (class weights of the
-      labels); they multiply ``weights`` and enter the mean's denominator.
+      labels); they multiply ``weights`` and enter the mean's denominator. A
+      boolean array is an exclusion mask (a ranking list without pairs, an
+      anchor without positives): an excluded element counts 0 in the sum and
+      in the denominator, except that a NaN stays NaN. (Applied as a select:
+      multiplying by the mask keeps a NaN in eager mode, but XLA rewrites
+      ``x * float(mask)`` into a select that drops it under ``jit``.)
   """
   check_reduction(reduction)
   dtype = loss.dtype
@@ -472,8 +477,14 @@ def reduce_loss(
     w = jnp.broadcast_to(weights_arr.astype(dtype), loss.shape)
     runtime_check(w >= 0, "weights must be non-negative; got min {m}.", m=value_min(w))
     loss = nan_where(w < 0, loss)
-  if extra_weights is not None:
+  w_denominator = w
+  if extra_weights is not None and extra_weights.dtype == jnp.bool_:
+    loss = jnp.where(extra_weights | jnp.isnan(loss), loss, jnp.zeros((), dtype))
+    ew = extra_weights.astype(dtype)
+    w_denominator = ew if w is None else w * ew
+  elif extra_weights is not None:
     w = extra_weights.astype(dtype) if w is None else w * extra_weights.astype(dtype)
+    w_denominator = w
   if w is not None:
     loss = loss * w
   if where is not None:
@@ -484,6 +495,7 @@ def reduce_loss(
   if reduction == "sum":
     return total
   # mean
+  w = w_denominator
   if w is None and where is None:
     return total / jnp.asarray(loss.size, dtype) if loss.size else jnp.zeros((), dtype)
   if w is None:

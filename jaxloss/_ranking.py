@@ -156,7 +156,7 @@ def _reference(pair_fn, s, y, axis):
   for idx in np.ndindex(*s.shape[:-1]):
     vals = [pair_fn(s[idx][i] - s[idx][j]) for i in range(s.shape[-1]) for j in range(s.shape[-1])
             if y[idx][i] > y[idx][j]]
-    out[idx] = np.mean(vals) if vals else 0.0
+    out[idx] = np.nan if np.isnan(y[idx]).any() else (np.mean(vals) if vals else 0.0)
   return out
 
 

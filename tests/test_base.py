@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax.experimental import checkify
 
+import jaxloss
 from jaxloss import _base
 
 
@@ -35,6 +36,36 @@ def test_extra_weights_multiply_user_weights():
   loss = jnp.array([2.0, 4.0])
   got = _base.reduce_loss(loss, weights=jnp.array([1.0, 0.5]), extra_weights=jnp.array([3.0, 2.0]))
   np.testing.assert_allclose(got, (2.0 * 3.0 + 4.0 * 1.0) / (3.0 + 1.0))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_boolean_extra_weights_exclude_but_keep_nan_under_jit(reduction):
+  """An excluded element counts 0, a NaN stays NaN: eagerly and under jit alike.
+
+  Multiplying by ``float(mask)`` keeps the NaN eagerly, but XLA rewrites that
+  product into a select under jit, which turned an invalid input into 0 (the
+  ranking losses' NaN-label lists did).
+  """
+  loss = jnp.array([1.0, 5.0, jnp.nan, 3.0])
+  keep = jnp.array([True, False, False, True])
+  f = lambda l, k: _base.reduce_loss(l, extra_weights=k, reduction=reduction)
+  want = {"none": [1.0, 0.0, np.nan, 3.0], "sum": np.nan, "mean": np.nan}[reduction]
+  np.testing.assert_array_equal(f(loss, keep), want)
+  np.testing.assert_array_equal(jax.jit(f)(loss, keep), want)
+  finite = loss.at[2].set(7.0)  # without the NaN: the excluded elements count 0, also in the mean's denominator
+  want = {"none": [1.0, 0.0, 0.0, 3.0], "sum": 4.0, "mean": 2.0}[reduction]
+  np.testing.assert_array_equal(jax.jit(f)(finite, keep), want)
+
+
+@pytest.mark.parametrize("name", ["pairwise_logistic_loss", "pairwise_hinge_loss"])
+def test_ranking_nan_label_list_is_nan_under_jit(name):
+  fn = getattr(jaxloss, name)
+  s = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+  y = jnp.array([[1.0, jnp.nan], [1.0, 0.0]])
+  for f in (fn, jax.jit(fn, static_argnames="reduction")):
+    out = np.asarray(f(s, y, reduction="none"))
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+    assert np.isnan(f(s, y, reduction="mean"))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
