@@ -89,6 +89,34 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 # --------------------------------------------------------------------------
+# backend-specific code paths
+# --------------------------------------------------------------------------
+# The backend whose branch :func:`platform_dependent` traces, where the caller knows it
+# (``jaxloss.verify`` sets it for the programs it compiles for the default backend). Unset: both
+# branches are traced and the backend picks one when the program is lowered. A user context, so
+# part of jax's tracing cache key: a function traced with one branch is never reused without it.
+_TRACE_PLATFORM = jax.make_user_context(default_value=None)
+
+
+def trace_for_platform(platform: str | None) -> contextlib.AbstractContextManager[None]:
+  """Within the block, :func:`platform_dependent` traces only ``platform``'s branch ("cpu", "gpu", ...).
+
+  Only for programs that will run on that platform; ``jaxloss.verify`` uses
+  it because every transformation of a ``lax.platform_dependent`` traces each
+  branch again.
+  """
+  return _TRACE_PLATFORM(platform)
+
+
+def platform_dependent(*args: Any, cpu: Any, default: Any) -> Any:
+  """``lax.platform_dependent(*args, cpu=cpu, default=default)``, or the branch set by :func:`trace_for_platform`."""
+  platform = _TRACE_PLATFORM.value
+  if platform is not None:
+    return (cpu if platform == "cpu" else default)(*args)
+  return jax.lax.platform_dependent(*args, cpu=cpu, default=default)
+
+
+# --------------------------------------------------------------------------
 # dtypes
 # --------------------------------------------------------------------------
 def _dtype_of(x: Any) -> np.dtype:

@@ -509,8 +509,8 @@ def _gap_sum(y, d, axis):
   Same values on every backend, to the rounding of the sum's order (tests
   compare the two on CPU).
   """
-  return lax.platform_dependent(y, d, cpu=functools.partial(_gap_sum_screened, axis=axis),
-                                default=functools.partial(_gap_sum_select, axis=axis))
+  return _base.platform_dependent(y, d, cpu=functools.partial(_gap_sum_screened, axis=axis),
+                                  default=functools.partial(_gap_sum_select, axis=axis))
 
 
 def _soft_ce_value(y, d, log_norm, axis):
@@ -928,8 +928,8 @@ def _int_ce_stats(z, labels, axis):
   # p_k = e_k / (1 + s) comes from the rest-sum alone: p_k (1 - p_k) without cancellation.
   m = jnp.max(z, axis=axis, keepdims=True)
   e = jnp.exp(z - m)
-  d = lax.platform_dependent(e, labels, cpu=functools.partial(_minus_onehot_scatter, axis=axis),
-                            default=functools.partial(_minus_onehot_fused, axis=axis))
+  d = _base.platform_dependent(e, labels, cpu=functools.partial(_minus_onehot_scatter, axis=axis),
+                               default=functools.partial(_minus_onehot_fused, axis=axis))
   s = jnp.sum(d, axis=axis, keepdims=True)
   zy = jnp.take_along_axis(z, jnp.expand_dims(labels, axis), axis=axis, mode="promise_in_bounds")
   return jnp.squeeze((m - zy) + jnp.log1p(s), axis), d, s

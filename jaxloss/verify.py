@@ -116,6 +116,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxloss import _base
+
 __all__ = [
     "ALL_DTYPES",
     "TOLERANCE_FACTOR",
@@ -390,26 +392,7 @@ def _norm_inf(q) -> float:
 
 
 def _finite0(x):
-  return jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
-
-
-def _jump(f, args, perturb_argnums, out, eps, tiny, patterns):
-  """For each output q of ``f``: max over sign patterns r of |q(x + (eps|x| + tiny) r) - q(x)|.
-
-  Non-finite differences are dropped. Non-zero at a kink that a rounding-size
-  perturbation crosses.
-  """
-
-  def one(rs):
-    new = list(args)
-    for k in perturb_argnums:
-      x = args[k]
-      step = (eps * jnp.abs(x) + tiny) * rs[k]
-      new[k] = jnp.where(jnp.isfinite(x), x + step.astype(x.dtype), x)
-    q = f(*new)
-    return {name: _finite0(jnp.abs(q[name] - out[name])) for name in out}
-
-  return jax.tree.map(lambda a: jnp.max(a, axis=0), jax.vmap(one)(patterns))
+  return np.where(np.isfinite(x), x, 0.0)
 
 
 def _patterns(rng, batch, perturbed):
@@ -443,30 +426,109 @@ def _patterns(rng, batch, perturbed):
   return out
 
 
-def _with(args, i, x):
-  a = list(args)
-  a[i] = x
-  return tuple(a)
-
-
-def _fd_steps():
+def _fd_steps() -> np.ndarray:
   h, g = _FD_H1, _FD_H2
-  return jnp.asarray([0.0, h, -h, 2 * h, -2 * h, g, -g, 2 * g, -2 * g], jnp.float64)
+  return np.array([0.0, h, -h, 2 * h, -2 * h, g, -g, 2 * g, -2 * g], np.float64)
+
+
+def _bcast(a: np.ndarray, e: int, k: int) -> np.ndarray:
+  """(E, *s) -> (E * k, *s): each entry repeated k times."""
+  return np.repeat(np.asarray(a), k, axis=0) if k != 1 else np.asarray(a)
+
+
+def _flat2(a: np.ndarray) -> np.ndarray:
+  """(E, K, *s) -> (E * K, *s)."""
+  return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
 
 
 # ---------------------------------------------------------------------------
-# the programs (everything for one call is one jitted computation)
+# the programs
+#
+# Everything a check needs is evaluated in a few jitted programs per loss: one
+# float64 reference program and one autodiff program per dtype, each holding
+# every (config, shape) group of the loss. Only the loss, its closed forms and
+# autodiff are traced; the points they are evaluated at (perturbations,
+# finite-difference steps, tangents) are built in NumPy before, and the
+# quantities the comparisons need (conditioning, directional derivatives) are
+# computed in NumPy after. Tracing is what a verification run spends its time
+# on (JAX traces each transformation of each loss in Python), so the traced
+# programs are kept to the minimum.
 # ---------------------------------------------------------------------------
-def _ref_program(task: _Task):
-  """float64: closed forms, their conditioning, and finite-difference samples, for one point.
+def _ref_layout(task: _Task, args, eps, tiny, dirs, patterns):
+  """NumPy: the float64 points the reference program evaluates, for a group of E entries.
 
-  Each function is traced once: the loss in one batch over every
-  finite-difference argument set (the unperturbed point is step 0), the
-  closed forms in one batch over the point, its rounding-unit perturbations
-  and the finite-difference points of the Hessian check.
+  Returns ``(cf_args, fd_args, meta)``: ``cf_args`` the argument batch of the
+  closed forms (per entry: the point, its rounding-unit perturbations, the
+  finite-difference points of the Hessian check, the multiprecision checks'
+  perturbations), ``fd_args`` that of the loss (per entry: every argument's
+  directions times every step of :func:`_fd_steps`; step 0 is the point).
   """
-  fn = task.fn
+  e = int(eps.shape[0])
   fl = task.perturb_argnums
+  order = sorted(dirs)
+  steps = _fd_steps()
+  us = {}
+  for i in order:
+    x = args[i]
+    scale = np.where(np.isfinite(x) & (x != 0), np.abs(x), 1.0)
+    us[i] = dirs[i] * scale[:, None]  # (E, n_dir, *x)
+  nd = us[order[0]].shape[1] if order else 0
+  n_pat = patterns[fl[0]].shape[1] if fl else 0
+
+  def bshape(a, ndim):  # per-entry scalars (E,) broadcast against an (E, ...) array of ndim dimensions
+    return np.reshape(a, (e,) + (1,) * (ndim - 1))
+
+  with np.errstate(invalid="ignore", over="ignore"):
+    variants: dict[int, list[np.ndarray]] = {}
+    for k in fl:
+      x = args[k]
+      fin = np.isfinite(x)[:, None]
+      step = (bshape(eps, x.ndim) * np.abs(x) + bshape(tiny, x.ndim))[:, None] * patterns[k]
+      variants[k] = [x[:, None], np.where(fin, x[:, None] + step, x[:, None])]
+    hi = task.hessian_argnum
+    fd_hess = task.hessian is not None and hi in task.grads
+    if fd_hess:
+      x = args[hi]
+      t = steps[:5].reshape((1, 1, 5) + (1,) * (x.ndim - 1))
+      pts = x[:, None, None] + t * us[hi][:, :, None]  # (E, n_dir, 5, *x)
+      pts = np.where(np.isfinite(x)[:, None, None], pts, x[:, None, None])
+      pts = pts.reshape((e, nd * 5) + x.shape[1:])
+      for k in fl:
+        variants[k].append(pts if k == hi else np.broadcast_to(args[k][:, None], pts.shape[:2] + args[k].shape[1:]))
+    if task.ref_mp is not None:
+      # the conditioning for the multiprecision checks: perturbations of at least 2^-26 relative, so
+      # that a float64 closed form's own rounding error (a cancellation) does not read as conditioning
+      eps2 = np.maximum(eps, _EPS_COND_MP)
+      for k in fl:
+        x = args[k]
+        step = (bshape(eps2, x.ndim) * np.abs(x) + bshape(tiny, x.ndim))[:, None] * patterns[k]
+        variants[k].append(np.where(np.isfinite(x)[:, None], x[:, None] + step, x[:, None]))
+    n_cf = sum(v.shape[1] for v in variants[fl[0]]) if fl else 1
+    cf_args = []
+    for k, a in enumerate(args):
+      if k in variants:
+        cf_args.append(_flat2(np.concatenate(variants[k], axis=1)))
+      else:
+        cf_args.append(_bcast(a, e, n_cf))
+    # the loss: for each argument j, its directions (zero in the others), times each step
+    n_t = len(order) * nd
+    fd_args = []
+    for k, a in enumerate(args):
+      if k in us:
+        tan = np.concatenate([us[i] if i == k else np.zeros_like(us[k]) for i in order], axis=1)  # (E, n_t, *x)
+        t = steps.reshape((1, 1, len(steps)) + (1,) * (a.ndim - 1))
+        pts = a[:, None, None] + t * tan[:, :, None]
+        pts = np.where(np.isfinite(a)[:, None, None], pts, a[:, None, None])
+        fd_args.append(pts.reshape((e * n_t * len(steps),) + a.shape[1:]))
+      else:
+        fd_args.append(_bcast(a, e, n_t * len(steps)))
+  meta = dict(e=e, nd=nd, n_pat=n_pat, n_cf=n_cf, n_t=n_t, us=us, order=order, fd_hess=fd_hess)
+  return tuple(cf_args), tuple(fd_args), meta
+
+
+def _ref_program(task: _Task):
+  """float64: the closed forms over their batch, the loss over its batch (sums and finiteness per point)."""
+  fn = task.fn
 
   def closed_forms(*args):
     out = {f"g{i}": g(*args).astype(jnp.float64) for i, g in task.grads.items()}
@@ -474,119 +536,106 @@ def _ref_program(task: _Task):
       out["h"] = task.hessian(*args).astype(jnp.float64)
     return out
 
-  def one(args, eps, tiny, dirs, patterns):
-    out = {}
-    steps = _fd_steps()
-    order = sorted(dirs)
-    us = {}
-    for i in order:
-      x = args[i]
-      scale = jnp.where(jnp.isfinite(x) & (x != 0), jnp.abs(x), jnp.ones_like(x))
-      us[i] = dirs[i] * scale.astype(dirs[i].dtype)  # (n_dir, *x.shape)
+  def program(cf_args, fd_args):
+    qs = jax.vmap(closed_forms)(*cf_args)
+    l = jax.vmap(fn)(*fd_args)
+    l = l.reshape(l.shape[0], -1)
+    lf = l.astype(jnp.float64)
+    loss = (jnp.sum(lf, axis=1), jnp.sum(jnp.abs(lf), axis=1), jnp.any(jnp.isnan(l), axis=1),
+            jnp.all(jnp.isfinite(l), axis=1))
+    return qs, loss
 
-    # ---- the closed forms, in one batch: [the point] + [rounding-unit perturbations] (+ [x_i + t u])
-    n_pat = patterns[fl[0]].shape[0] if fl else 0
-    variants = {}
-    for k in fl:
-      x = args[k]
-      step = (eps * jnp.abs(x) + tiny)[None] * patterns[k]
-      variants[k] = [x[None], jnp.where(jnp.isfinite(x)[None], x[None] + step.astype(x.dtype), x[None])]
-    hi = task.hessian_argnum
-    fd_hess = task.hessian is not None and hi in task.grads
-    gsteps = steps[:5]
-    if fd_hess:
-      x = args[hi]
-      u = us[hi]
-      pts = jnp.where(jnp.isfinite(x)[None, None], x[None, None] + gsteps.astype(x.dtype)[None, :, None]
-                      .reshape((1, 5) + (1,) * x.ndim) * u[:, None], x[None, None])  # (n_dir, 5, *x)
-      pts = pts.reshape((-1,) + x.shape)
-      for k in fl:
-        variants[k].append(pts if k == hi else jnp.broadcast_to(args[k][None], (pts.shape[0],) + args[k].shape))
-    if task.ref_mp is not None:
-      # the conditioning for the multiprecision checks: perturbations of at least 2^-26 relative, so
-      # that a float64 closed form's own rounding error (a cancellation) does not read as conditioning
-      eps2 = jnp.maximum(eps, _EPS_COND_MP)
-      for k in fl:
-        x = args[k]
-        step = (eps2 * jnp.abs(x) + tiny)[None] * patterns[k]
-        variants[k].append(jnp.where(jnp.isfinite(x)[None], x[None] + step.astype(x.dtype), x[None]))
-    batched = {k: jnp.concatenate(v, axis=0) for k, v in variants.items()}
+  return program
 
-    def cf_at(*vals):
-      new = list(args)
-      for k, v in zip(fl, vals):
-        new[k] = v
-      return closed_forms(*new)
 
-    qs = jax.vmap(cf_at)(*[batched[k] for k in fl]) if fl else jax.tree.map(lambda a: a[None], closed_forms(*args))
-    q = jax.tree.map(lambda a: a[0], qs)
+def _ref_post(task: _Task, args, eps, meta, raw):
+  """NumPy: the reference quantities of each entry (closed forms, conditioning, differences) from the raw run."""
+  qs_flat, (fv, fa, nan, fin) = raw
+  e, nd, n_pat, n_cf, n_t = meta["e"], meta["nd"], meta["n_pat"], meta["n_cf"], meta["n_t"]
+  us, order = meta["us"], meta["order"]
+  n_steps = len(_fd_steps())
+  qs = {k: np.asarray(v).reshape((e, n_cf) + np.shape(v)[1:]) for k, v in qs_flat.items()}
+  fv = np.asarray(fv).reshape(e, n_t, n_steps)
+  fa = np.asarray(fa).reshape(e, n_t, n_steps)
+  out: dict[str, Any] = {}
+  with np.errstate(all="ignore"):
+    q = {k: v[:, 0] for k, v in qs.items()}
+
+    def per_entry(a, like):  # (E,) -> broadcastable against (E, *like.shape[1:])
+      return np.reshape(a, (e,) + (1,) * (np.ndim(like) - 1))
+
     # Conditioning: the closed forms' own change under a one-rounding-unit
     # relative perturbation of the inputs (eps*cond in the tolerance rule).
-    sens = {name: jnp.max(_finite0(jnp.abs(qs[name][1:1 + n_pat] - q[name][None])), axis=0) for name in q}
-    cond = jax.tree.map(lambda a: a / eps, sens)
-    jump = jax.tree.map(jnp.zeros_like, sens)
+    cond = {k: np.max(_finite0(np.abs(qs[k][:, 1:1 + n_pat] - q[k][:, None])), axis=1) / per_entry(eps, q[k])
+            for k in q}
     cond2 = None
-    if task.ref_mp is not None:
-      # the cond2 block is last in the batch
-      eps2 = jnp.maximum(eps, _EPS_COND_MP)
-      cond2 = {name: jnp.max(_finite0(jnp.abs(qs[name][-n_pat:] - q[name][None])), axis=0) / eps2 for name in q}
-
-    # ---- the loss, in one batch: every argument's directions times every step (step 0: the point)
-    tangents = {j: jnp.concatenate([us[i] if i == j else jnp.zeros_like(us[j]) for i in order])
-                for j in order}
-
-    def at(t, tan):
-      new = list(args)
-      for j in order:
-        x = args[j]
-        new[j] = jnp.where(jnp.isfinite(x), x + t.astype(x.dtype) * tan[j], x)
-      l = fn(*new)
-      lf = l.astype(jnp.float64)
-      return jnp.sum(lf), jnp.sum(jnp.abs(lf)), jnp.any(jnp.isnan(l)), jnp.all(jnp.isfinite(l))
-
-    fv_all, fa_all, nan_all, fin_all = jax.vmap(lambda tan: jax.vmap(lambda t: at(t, tan))(steps))(tangents)
-    # step 0 of the first direction is the point itself (x + 0 u with u finite where x is)
-    out["loss_nan"] = nan_all[0, 0]
-    out["loss_finite"] = fin_all[0, 0]
-    fd = {}
-    nd = us[order[0]].shape[0] if order else 0
-    for k, i in enumerate(order):
-      fd[i] = (us[i].astype(jnp.float64), fv_all[k * nd:(k + 1) * nd], fa_all[k * nd:(k + 1) * nd])
+    if task.ref_mp is not None:  # the cond2 block is last in the batch
+      eps2 = np.maximum(eps, _EPS_COND_MP)
+      cond2 = {k: np.max(_finite0(np.abs(qs[k][:, n_cf - n_pat:] - q[k][:, None])), axis=1) / per_entry(eps2, q[k])
+               for k in q}
+    # step 0 of the first direction is the point itself
+    out["loss_nan"] = np.asarray(nan).reshape(e, n_t, n_steps)[:, 0, 0]
+    out["loss_finite"] = np.asarray(fin).reshape(e, n_t, n_steps)[:, 0, 0]
+    fd = {i: (us[i], fv[:, k * nd:(k + 1) * nd], fa[:, k * nd:(k + 1) * nd]) for k, i in enumerate(order)}
     for i in task.grads:
       gr, c = q[f"g{i}"], cond[f"g{i}"]
-      u, fv, fa = fd[i]
-      ax = tuple(range(1, u.ndim))
+      u, fvi, fai = fd[i]
+      ax = tuple(range(2, u.ndim))
       out[f"g{i}"] = dict(
-          g=gr, cond=c, jump=jump[f"g{i}"], fv=fv, fa=fa,
-          gu=jnp.sum(gr * u, axis=ax), gu_abs=jnp.sum(_finite0(jnp.abs(gr * u)), axis=ax),
-          gx_abs=jnp.sum(_finite0(jnp.abs(gr * args[i]))),
-          condu=jnp.sum(c * jnp.abs(u), axis=ax))
+          g=gr, cond=c, jump=np.zeros_like(c), fv=fvi, fa=fai,
+          gu=np.sum(gr[:, None] * u, axis=ax), gu_abs=np.sum(_finite0(np.abs(gr[:, None] * u)), axis=ax),
+          gx_abs=np.sum(_finite0(np.abs(gr * args[i])).reshape(e, -1), axis=1),
+          condu=np.sum(c[:, None] * np.abs(u), axis=ax))
       if cond2 is not None:
         out[f"g{i}"]["cond2"] = cond2[f"g{i}"]
     if task.hessian is not None:
-      i = hi
+      i = task.hessian_argnum
       hr, c = q["h"], cond["h"]
-      u, fv, fa = fd[i]
-      n = args[i].size
-      hm = hr.reshape(n, n)
-      cm = c.reshape(n, n)
-      uf = u.reshape(u.shape[0], n)
+      u, fvi, fai = fd[i]
+      n = int(np.prod(args[i].shape[1:], dtype=np.int64))
+      hm = hr.reshape(e, n, n)
+      cm = c.reshape(e, n, n)
+      uf = u.reshape(e, nd, n)
+      au, ahm = np.abs(uf), _finite0(np.abs(hm))
       out["h"] = dict(
-          h=hr, cond=c, jump=jump["h"], fv=fv, fa=fa,
-          uhu=jnp.einsum("di,ij,dj->d", uf, hm, uf),
-          uhu_abs=jnp.einsum("di,ij,dj->d", jnp.abs(uf), _finite0(jnp.abs(hm)), jnp.abs(uf)),
-          condu=jnp.einsum("di,ij,dj->d", jnp.abs(uf), cm, jnp.abs(uf)))
+          h=hr, cond=c, jump=np.zeros_like(c), fv=fvi, fa=fai,
+          uhu=np.einsum("edi,eij,edj->ed", uf, hm, uf),
+          uhu_abs=np.einsum("edi,eij,edj->ed", au, ahm, au),
+          condu=np.einsum("edi,eij,edj->ed", au, cm, au))
       if cond2 is not None:
         out["h"]["cond2"] = cond2["h"]
-      if fd_hess:
+      if meta["fd_hess"]:
         # float64 differences of the closed-form gradient along u, componentwise: H u
-        gv = qs[f"g{i}"][1 + n_pat:1 + n_pat + 5 * u.shape[0]].reshape(u.shape[0], 5, n)  # (n_dir, 5, n)
+        gv = qs[f"g{i}"][:, 1 + n_pat:1 + n_pat + 5 * nd].reshape(e, nd, 5, n)
         out["h"].update(
-            gv=gv, hu=uf @ hm.T, hu_abs=jnp.abs(uf) @ _finite0(jnp.abs(hm)).T, condhu=jnp.abs(uf) @ cm.T,
-            gcond=cond[f"g{i}"].reshape(-1))
-    return out
+            gv=gv, hu=np.einsum("edj,eij->edi", uf, hm), hu_abs=np.einsum("edj,eij->edi", au, ahm),
+            condhu=np.einsum("edj,eij->edi", au, cm), gcond=cond[f"g{i}"].reshape(e, -1))
+  return out
 
-  return one
+
+def _ad_tangents(task: _Task, args, dirs):
+  """NumPy: the tangent batches of :func:`_ad_program` for a group of E entries (in the entries' dtype).
+
+  Per entry: the directions of each gradient argument (zero elsewhere), then,
+  with a Hessian, the basis vectors and the directions of the Hessian's
+  argument.
+  """
+  gargs = tuple(sorted(task.grads))
+  hi = task.hessian_argnum if task.hessian is not None else None
+  vars_ = tuple(sorted(set(gargs) | ({hi} if hi is not None else set())))
+  e = args[vars_[0]].shape[0]
+  nd = dirs[vars_[0]].shape[1]
+  blocks = []
+  for i in gargs:
+    blocks.append({j: (dirs[i] if j == i else np.zeros((e, nd) + args[j].shape[1:], args[j].dtype)) for j in vars_})
+  if hi is not None:
+    x = args[hi]
+    n = int(np.prod(x.shape[1:], dtype=np.int64))
+    basis = np.broadcast_to(np.eye(n, dtype=x.dtype).reshape((1, n) + x.shape[1:]), (e, n) + x.shape[1:])
+    hv_t = np.concatenate([basis, dirs[hi]], axis=1)
+    blocks.append({j: (hv_t if j == hi else np.zeros((e, n + nd) + args[j].shape[1:], args[j].dtype))
+                   for j in vars_})
+  return tuple(np.concatenate([b[j] for b in blocks], axis=1) for j in vars_)
 
 
 def _ad_program(task: _Task):
@@ -601,13 +650,13 @@ def _ad_program(task: _Task):
   columns).
   """
   fn = task.fn
+  gargs = tuple(sorted(task.grads))
+  hi = task.hessian_argnum if task.hessian is not None else None
+  vars_ = tuple(sorted(set(gargs) | ({hi} if hi is not None else set())))
+  pos = {j: k for k, j in enumerate(vars_)}
 
-  def one(args, dirs):
+  def one(args, tangents):
     out = {}
-    gargs = tuple(sorted(task.grads))
-    hi = task.hessian_argnum if task.hessian is not None else None
-    vars_ = tuple(sorted(set(gargs) | ({hi} if hi is not None else set())))
-    pos = {j: k for k, j in enumerate(vars_)}
 
     def f_vars(*xs):
       new = list(args)
@@ -616,19 +665,6 @@ def _ad_program(task: _Task):
       return jnp.sum(fn(*new))
 
     primals = tuple(args[j] for j in vars_)
-    nd = dirs[vars_[0]].shape[0]
-    # tangent batches: the directions of each gradient argument (zero elsewhere), then, with a
-    # Hessian, the basis vectors and the directions of the Hessian's argument
-    blocks = []
-    for i in gargs:
-      blocks.append({j: (dirs[i] if j == i else jnp.zeros((nd,) + args[j].shape, args[j].dtype)) for j in vars_})
-    if hi is not None:
-      x = args[hi]
-      n = x.size
-      basis = jnp.eye(n, dtype=x.dtype).reshape((n,) + x.shape)
-      hv_t = jnp.concatenate([basis, dirs[hi]], axis=0)
-      blocks.append({j: (hv_t if j == hi else jnp.zeros((n + nd,) + args[j].shape, args[j].dtype)) for j in vars_})
-    tangents = tuple(jnp.concatenate([b[j] for b in blocks], axis=0) for j in vars_)
     if hi is None:
       y, f_jvp = jax.linearize(f_vars, *primals)
       jv = jax.vmap(f_jvp)(*tangents)
@@ -637,6 +673,7 @@ def _ad_program(task: _Task):
       vg = jax.value_and_grad(f_vars, argnums=tuple(range(len(vars_))))
       (_, grads), vg_jvp = jax.linearize(vg, *primals)
       jv, hcols = jax.vmap(vg_jvp)(*tangents)
+    nd = (tangents[0].shape[0] - (args[hi].size if hi is not None else 0)) // (len(gargs) + (hi is not None))
     for k, i in enumerate(gargs):
       out[f"g{i}"] = dict(g=grads[pos[i]], jv=jv[k * nd:(k + 1) * nd])
     if hi is not None:
@@ -680,7 +717,8 @@ def _compile_and_run(units):
   t0 = time.perf_counter()
   trace = 0.0
   workers = max(1, min(len(units), os.cpu_count() or 1))
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+  # The programs run on the default backend: lax.platform_dependent branches are traced for it alone.
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool, _base.trace_for_platform(jax.default_backend()):
     futures = []
     for f, a in units:
       ts = time.perf_counter()
@@ -1056,7 +1094,9 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
       tiny = np.array([float(jnp.finfo(e["dtype"]).tiny) for e in ents], np.float64)
       dirs = {i: np.stack([e["dirs64"][i] for e in ents]) for i in tp["diff_args"]}
       patterns = _patterns(rng, len(ents), [(k, ents[0]["r64"][k]) for k in task.perturb_argnums])
-      ref_t.append((args, eps, tiny, dirs, patterns))
+      cf_args, fd_args, meta = _ref_layout(task, args, eps, tiny, dirs, patterns)
+      grp["ref_meta"] = (args, eps, meta)
+      ref_t.append((cf_args, fd_args))
       per_dtype = {}
       for d in dtypes:
         sel = [j for j, e in enumerate(ents) if e["dtype"] == d]
@@ -1064,7 +1104,7 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
           continue
         a = tuple(np.stack([ents[j]["rd"][k] for j in sel]) for k in range(nargs))
         dd = {i: np.stack([ents[j]["dirs_d"][i] for j in sel]) for i in tp["diff_args"]}
-        per_dtype[d.name] = (sel, a, dd)
+        per_dtype[d.name] = (sel, a, _ad_tangents(task, a, dd))
       grp["per_dtype"] = per_dtype
       ad_t.append({k: (v[1], v[2]) for k, v in per_dtype.items()})
     ref_inputs.append(ref_t)
@@ -1074,7 +1114,7 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
   ad_fns = [_ad_program(tp["task"]) for tp in plan]
 
   def ref_program(ref_in):
-    return [[jax.vmap(ref_fns[ti])(*g) for g in ref_in[ti]] for ti in range(len(plan))]
+    return [[ref_fns[ti](*g) for g in ref_in[ti]] for ti in range(len(plan))]
 
   def ad_program(dname, ad_in):
     return [[jax.vmap(ad_fns[ti])(*g[dname]) if dname in g else None for g in ad_in[ti]]
@@ -1085,7 +1125,8 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
     units.append((functools.partial(ad_program, d.name), (ad_inputs,)))
   with jax.enable_x64(True):
     outs, timings = _compile_and_run(units)
-  ref_out = outs[0]
+  ref_out = [[_ref_post(tp["task"], *grp["ref_meta"][:2], grp["ref_meta"][2], outs[0][ti][gi])
+              for gi, grp in enumerate(tp["groups"])] for ti, tp in enumerate(plan)]
   ad_out = [[{d.name: outs[1 + j][ti][gi] for j, d in enumerate(dtypes) if outs[1 + j][ti][gi] is not None}
              for gi in range(len(plan[ti]["groups"]))] for ti in range(len(plan))]
   t3 = time.perf_counter()

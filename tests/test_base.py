@@ -151,3 +151,20 @@ def test_xlogy_conventions():
 def test_check_same_shape_message_names_both():
   with pytest.raises(ValueError, match=r"predictions.shape=\(4,\) and targets.shape=\(4, 1\)"):
     _base.check_same_shape("predictions", jnp.ones(4), "targets", jnp.ones((4, 1)))
+
+
+def test_trace_for_platform_traces_one_branch():
+  """jaxloss.verify traces lax.platform_dependent's branch for its backend alone; users get both."""
+  cpu = lambda x: x + 1.0
+  other = lambda x: x - 1.0
+  f = lambda x: _base.platform_dependent(x, cpu=cpu, default=other)
+  x = jnp.zeros(3)
+  both = str(jax.make_jaxpr(f)(x))
+  assert "platform_index" in both
+  with _base.trace_for_platform("cpu"):
+    one = str(jax.make_jaxpr(f)(x))
+    np.testing.assert_array_equal(jax.jit(f)(x), cpu(x))
+  with _base.trace_for_platform("gpu"):
+    np.testing.assert_array_equal(f(x), other(x))
+  assert "platform_index" not in one and "add" in one
+  assert _base._TRACE_PLATFORM.value is None
