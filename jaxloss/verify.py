@@ -1125,8 +1125,13 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
     units.append((functools.partial(ad_program, d.name), (ad_inputs,)))
   with jax.enable_x64(True):
     outs, timings = _compile_and_run(units)
-  ref_out = [[_ref_post(tp["task"], *grp["ref_meta"][:2], grp["ref_meta"][2], outs[0][ti][gi])
-              for gi, grp in enumerate(tp["groups"])] for ti, tp in enumerate(plan)]
+  ref_out = []
+  for ti, tp in enumerate(plan):
+    per_group = []
+    for gi, grp in enumerate(tp["groups"]):
+      args64, eps64, meta = grp["ref_meta"]
+      per_group.append(_ref_post(tp["task"], args64, eps64, meta, outs[0][ti][gi]))
+    ref_out.append(per_group)
   ad_out = [[{d.name: outs[1 + j][ti][gi] for j, d in enumerate(dtypes) if outs[1 + j][ti][gi] is not None}
              for gi in range(len(plan[ti]["groups"]))] for ti in range(len(plan))]
   t3 = time.perf_counter()
