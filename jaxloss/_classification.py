@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxloss import _base
+from jaxloss import _base, _labels
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
 __all__ = [
@@ -1059,47 +1059,16 @@ def softmax_cross_entropy_with_integer_labels(
   """
   bad_option = _check_label_smoothing(label_smoothing)
   bad_z_loss = _check_z_loss(z_loss)
-  z, dtype, axis, row_shape, mask = _row_prologue("logits", logits, axis, where)
-  labels = _base.as_integer_labels("labels", labels)
-  if tuple(labels.shape) != row_shape:
-    raise ValueError(
-        f"labels must have the logits' shape without axis {axis}, i.e. {row_shape}; got "
-        f"labels.shape={tuple(labels.shape)} for logits.shape={tuple(z.shape)}.")
-  num_classes = z.shape[axis]
-  if ignore_index is not None:
-    if not isinstance(ignore_index, (int, np.integer)):
-      raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}.")
-    keep = labels != ignore_index
-    mask = keep if mask is None else mask & keep
-  in_range = (labels >= 0) & (labels < num_classes)
-  bad = ~in_range if mask is None else mask & ~in_range
-  _base.runtime_check(
-      ~bad, f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}; "
-      "got {v}.", v=_base.first_flagged(labels, bad))
-  safe = jnp.where(in_range, labels, jnp.zeros((), labels.dtype))
-  if mask is not None:
-    safe = jnp.where(mask, safe, jnp.zeros((), labels.dtype))
-  z = _base.sanitize(z, mask, axis=axis)
+  rows = _labels.integer_label_rows("logits", logits, labels, axis=axis, where=where,
+                                   class_weights=class_weights, ignore_index=ignore_index)
+  z, dtype, axis, safe = rows.x, rows.dtype, rows.axis, rows.labels
   loss = _int_ce(z, safe, axis)
   if not _is_zero(label_smoothing):
     eps = jnp.asarray(label_smoothing, dtype)
     zy = jnp.squeeze(jnp.take_along_axis(z, jnp.expand_dims(safe, axis), axis=axis), axis)
     loss = loss + eps * (zy - jnp.mean(z, axis=axis))
   loss = _add_z_loss(loss, z, z_loss, axis, dtype)
-  extra = None
-  if class_weights is not None:
-    cw = jnp.asarray(class_weights)
-    if not (jnp.issubdtype(cw.dtype, jnp.floating) or jnp.issubdtype(cw.dtype, jnp.integer)):
-      raise TypeError(f"class_weights must be numeric, got dtype {cw.dtype}.")
-    if cw.shape != (num_classes,):
-      raise ValueError(f"class_weights must have shape ({num_classes},) (one per class), got "
-                       f"class_weights.shape={cw.shape}.")
-    cw = cw.astype(dtype)
-    _base.runtime_check(cw >= 0, "class_weights must be non-negative; got min {m}.", m=_base.value_min(cw))
-    extra = cw[safe]
-    bad = bad | (extra < 0)
-  loss = _base.nan_if(bad_z_loss, _base.nan_if(bad_option, _base.nan_where(bad, loss)))
-  return _base.reduce_loss(loss, weights=weights, where=mask, reduction=reduction, extra_weights=extra)
+  return rows.reduce(_base.nan_if(bad_z_loss, _base.nan_if(bad_option, loss)), weights, reduction)
 
 
 def _int_row_factor(labels, class_weights, ignore_index, dtype):

@@ -34,7 +34,14 @@ import numpy as np
 from jax import lax
 
 from jaxloss import _base, _labels
-from jaxloss._classification import _cast_like_logits, _diag_hessian, _label_dtype, _rowwise_hessian, _sample_int_labels
+from jaxloss._classification import (
+  _cast_like_logits,
+  _diag_hessian,
+  _label_dtype,
+  _rowwise_hessian,
+  _sample_focal,
+  _sample_int_labels,
+)
 from jaxloss._spec import EdgeCase, LossSpec, optax_loss
 
 __all__ = [
@@ -166,13 +173,10 @@ def _ref_bsm(z, y):
 
 
 def _sample_bsm(key, dtype, shape=(4, 5)):
-  kz, ky, kb = jax.random.split(key, 3)
-  z = (2.0 * jax.random.normal(kz, shape, jnp.float32))
-  z = jnp.where(jnp.abs(jnp.abs(z) - 1) < 0.05, z + 0.2, z).astype(dtype)  # away from the kinks at +-1
-  soft = jax.random.uniform(ky, shape, jnp.float32)
-  hard = jax.random.bernoulli(kb, 0.5, shape).astype(jnp.float32)
-  y = jnp.where(jnp.arange(shape[-1]) % 2 == 0, hard, soft).astype(_label_dtype(dtype))
-  return z, y
+  """The sigmoid focal loss's sample (hard and soft labels), logits moved away from the kinks at +-1."""
+  z, y = _sample_focal(key, jnp.float32, shape)
+  z = jnp.where(jnp.abs(jnp.abs(z) - 1) < 0.05, z + 0.2, z).astype(dtype)
+  return z, y.astype(_label_dtype(dtype))
 
 
 SPARSEMAX_LOSS = LossSpec(
