@@ -968,6 +968,7 @@ NTXENT = LossSpec(
     ),
     configs=({}, {"temperature": 0.5}),
     rowwise=True,
+    batch_coupled=True,  # each row's positives and negatives are the other rows
     formula=(r"\tfrac{1}{|P(i)|}\sum_{j\in P(i)} "
              r"\operatorname{softplus}(\operatorname{lse}_{k\in N(i)} z_{ik} - z_{ij})"),
     domain="embeddings [N, D] real; integer labels [N]; temperature > 0",

@@ -76,6 +76,10 @@ class LossSpec:
   edge_cases: Sequence[EdgeCase] = ()
   configs: Sequence[Mapping[str, Any]] = ({},)
   rowwise: bool = False  # True: one loss value per row (reduces over ``axis``)
+  # rowwise: the rows along axis 0 interact (a contrastive loss over the batch). Otherwise each row is
+  # an independent example (every argument batched on axis 0; tested), and the verifier may repeat
+  # rows to give points of different batch sizes one compiled program.
+  batch_coupled: bool = False
   formula: str = ""  # LaTeX of the unreduced loss, for docs and the CLI
   domain: str = ""  # human description of the valid inputs
   optax_peer: Callable[..., Any] | None = None

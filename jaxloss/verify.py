@@ -295,6 +295,7 @@ class _Point:
   label: str
   in_domain: bool
   shape: tuple[int, ...] | None = None  # the original shape, where the args were flattened and tiled
+  rows: int | None = None  # the original number of rows, where the rows were repeated (_tile_rows)
 
 
 @dataclasses.dataclass
@@ -313,6 +314,10 @@ class _Task:
   # Elementwise loss: every point is flattened and tiled (repeated) to one common length, so that all
   # points of the task share one compiled program. Exact for an elementwise function.
   flatten: bool = False
+  # Independent rows (a row-wise loss, rows along axis 0 uncoupled, no ``axis`` option): the rows of
+  # points of the same trailing shapes are repeated to one common count (_tile_rows). Exact for such a
+  # loss: each repeated row is an independent copy, its derivatives those of the original row.
+  tile_rows: bool = False
   # mpmath implementation of fn (LossSpec.reference_mp, config bound) and how its outputs depend on
   # its inputs: ("elementwise",), ("rowwise", axis) or ("general",)
   ref_mp: Callable[..., Any] | None = None
@@ -356,9 +361,37 @@ def _tile(p: _Point, length: int) -> _Point:
   return _Point(args, p.kind, p.label, p.in_domain, shape=tuple(shape))
 
 
+def _row_sig(p: _Point) -> tuple | None:
+  """(trailing shapes and dtypes of the arguments) if every argument has the same leading dimension."""
+  if any(np.ndim(a) == 0 for a in p.args) or len({np.shape(a)[0] for a in p.args}) != 1 or np.shape(p.args[0])[0] == 0:
+    return None
+  return tuple((np.shape(a)[1:], np.asarray(a).dtype.str) for a in p.args)
+
+
+def _tile_rows(points: list[_Point]) -> list[_Point]:
+  """Points of the same trailing shapes, their rows repeated (cyclically) to the largest row count."""
+  most: dict[tuple, int] = {}
+  for p in points:
+    sig = _row_sig(p)
+    if sig is not None:
+      most[sig] = max(most.get(sig, 0), np.shape(p.args[0])[0])
+  out = []
+  for p in points:
+    sig = _row_sig(p)
+    b = np.shape(p.args[0])[0] if sig is not None else 0
+    if sig is None or b == most[sig]:
+      out.append(p)
+      continue
+    idx = np.arange(most[sig]) % b
+    out.append(dataclasses.replace(p, args=tuple(np.asarray(a)[idx] for a in p.args), rows=b))
+  return out
+
+
 def _orig_index(pt: _Point, idx) -> list[int]:
   """An index into a (possibly flattened and tiled) argument, as an index of the original argument."""
   idx = [int(i) for i in idx]
+  if pt.rows is not None:
+    return [idx[0] % pt.rows] + idx[1:] if idx else idx
   if pt.shape is None:
     return idx
   n = max(1, int(np.prod(pt.shape)))
@@ -639,15 +672,20 @@ def _ad_tangents(task: _Task, args, dirs):
 
 
 def _ad_program(task: _Task):
-  """In the dtype under test: reverse mode, forward mode, Hessian and HVPs, for one point.
+  """In the dtype under test: reverse mode, forward mode, Hessian and HVPs, for a group of points.
 
-  The loss is traced once: ``jax.linearize`` of the loss (forward mode; its
-  transpose is reverse mode, as in ``jax.grad``), or, with a Hessian,
-  ``jax.linearize`` of ``jax.value_and_grad`` (forward over reverse: the
-  primal outputs are the reverse-mode gradients, the tangents of the value
-  are the forward-mode directional derivatives, the tangents of the gradient
-  are Hessian-vector products, those along the basis vectors ``jax.hessian``'s
-  columns).
+  Takes the group's points ``args`` (``[E, ...]``) and their tangents
+  (``[E, K, ...]``, see :func:`_ad_tangents`). Each point is repeated once per
+  tangent, so that one ``jax.jvp`` (or one ``jax.linearize``) evaluates every
+  tangent of every point at once, and ``vmap`` batches only the loss (its
+  innermost transformation, applied once), not the derivatives' programs.
+  ``s`` is the vector of the copies' loss sums: copy ``c``'s sum depends on
+  copy ``c`` alone, so the transpose (reverse mode) at a cotangent of ones
+  gives each copy's own gradient, the tangent of ``s`` each copy's directional
+  derivative (forward mode), and, with a Hessian, the tangent of the reverse
+  gradient (forward over reverse, as ``jax.hessian`` is) each copy's
+  Hessian-vector product; those along the basis vectors are ``jax.hessian``'s
+  columns.
   """
   fn = task.fn
   gargs = tuple(sorted(task.grads))
@@ -655,37 +693,47 @@ def _ad_program(task: _Task):
   vars_ = tuple(sorted(set(gargs) | ({hi} if hi is not None else set())))
   pos = {j: k for k, j in enumerate(vars_)}
 
-  def one(args, tangents):
-    out = {}
+  def program(args, tangents):
+    e, k = tangents[0].shape[:2]
+    rep = [jnp.repeat(a, k, axis=0) for a in args]  # [E * K, ...]: copy c = e * K + k
 
-    def f_vars(*xs):
-      new = list(args)
+    def s(*xs):
+      new = list(rep)
       for j, x in zip(vars_, xs):
         new[j] = x
-      return jnp.sum(fn(*new))
+      l = jax.vmap(fn)(*new)
+      return jnp.sum(l.reshape(l.shape[0], -1), axis=1)
 
-    primals = tuple(args[j] for j in vars_)
+    primals = tuple(rep[j] for j in vars_)
+    tans = tuple(t.reshape((e * k,) + t.shape[2:]) for t in tangents)
     if hi is None:
-      y, f_jvp = jax.linearize(f_vars, *primals)
-      jv = jax.vmap(f_jvp)(*tangents)
+      y, f_jvp = jax.linearize(s, *primals)
+      jv = f_jvp(*tans)
       grads = jax.linear_transpose(f_jvp, *primals)(jnp.ones_like(y))
     else:
-      vg = jax.value_and_grad(f_vars, argnums=tuple(range(len(vars_))))
-      (_, grads), vg_jvp = jax.linearize(vg, *primals)
-      jv, hcols = jax.vmap(vg_jvp)(*tangents)
-    nd = (tangents[0].shape[0] - (args[hi].size if hi is not None else 0)) // (len(gargs) + (hi is not None))
-    for k, i in enumerate(gargs):
-      out[f"g{i}"] = dict(g=grads[pos[i]], jv=jv[k * nd:(k + 1) * nd])
+      def vg(*xs):
+        y, pull = jax.vjp(s, *xs)
+        return y, pull(jnp.ones_like(y))
+
+      (_, grads), (jv, hcols) = jax.jvp(vg, primals, tans)
+    jv = jv.reshape(e, k)
+    grads = [g.reshape((e, k) + g.shape[1:])[:, 0] for g in grads]
+    nd = (k - (int(np.prod(args[hi].shape[1:], dtype=np.int64)) if hi is not None else 0)) // (
+        len(gargs) + (hi is not None))
+    out = {}
+    for b, i in enumerate(gargs):
+      out[f"g{i}"] = dict(g=grads[pos[i]], jv=jv[:, b * nd:(b + 1) * nd])
     if hi is not None:
       x = args[hi]
-      n = x.size
-      cols = hcols[pos[hi]][len(gargs) * nd:]
+      xs = x.shape[1:]
+      n = int(np.prod(xs, dtype=np.int64))
+      cols = hcols[pos[hi]].reshape((e, k) + xs)[:, len(gargs) * nd:]
       # jax.hessian(f)(x) is jacfwd(jacrev(f)): the same columns, reshaped
-      h = jnp.moveaxis(cols[:n].reshape((n,) + x.shape), 0, -1).reshape(x.shape + x.shape)
-      out["h"] = dict(h=h, hv=cols[n:])
+      h = jnp.moveaxis(cols[:, :n].reshape((e, n) + xs), 1, -1).reshape((e,) + xs + xs)
+      out["h"] = dict(h=h, hv=cols[:, n:])
     return out
 
-  return one
+  return program
 
 
 # The programs are small and run once: compile them without backend optimization and with the
@@ -1009,6 +1057,35 @@ def _mp_derivatives(task: _Task, args, diff_argnums, hess_argnum):
   return grads, hess, grad_errs, (herr if hess is not None else None)
 
 
+def _mp_derivatives_rows(task: _Task, args, rows: int | None, diff_argnums, hess_argnum):
+  """:func:`_mp_derivatives` of a point whose rows were repeated: computed on the original rows, repeated.
+
+  The repeated rows are independent copies: the gradient's rows repeat, and the
+  Hessian is block diagonal over the copies with the original row's block.
+  """
+  if rows is None:
+    return _mp_derivatives(task, args, diff_argnums, hess_argnum)
+  n_rows = np.shape(args[0])[0]
+  idx = np.arange(n_rows) % rows
+  grads, hess, gerr, herr = _mp_derivatives(task, tuple(np.asarray(a)[:rows] for a in args), diff_argnums,
+                                            hess_argnum)
+  grads = {i: g[idx] for i, g in grads.items()}
+  gerr = {i: g[idx] for i, g in gerr.items()}
+
+  def blocks(h):
+    if h is None:
+      return None
+    tail = np.shape(args[hess_argnum])[1:]
+    m = int(np.prod(tail, dtype=np.int64))
+    h4 = h.reshape(rows, m, rows, m)
+    out = np.zeros((n_rows, m, n_rows, m))
+    for r in range(n_rows):
+      out[r, :, r, :] = h4[idx[r], :, idx[r], :]
+    return out.reshape((n_rows,) + tail + (n_rows,) + tail)
+
+  return grads, blocks(hess), gerr, blocks(herr)
+
+
 def _mp_rows(acc_cf: _Acc, acc_ad: _Acc, mp, mp_err, cf, ad, cond, eps_d, out_dtype, where, name, pt,
              hess=False):
   r"""Adds the closed form vs mp (float64 rule) and autodiff vs mp (dtype rule) comparisons, componentwise.
@@ -1060,6 +1137,8 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
     if task.flatten:
       length = max(int(np.size(p.args[0])) for p in pts)
       pts = [_tile(p, length) for p in pts]
+    elif task.tile_rows:
+      pts = _tile_rows(pts)
     diff_args = sorted(set(task.grads) | ({task.hessian_argnum} if task.hessian is not None else set()))
     groups: dict[tuple, dict] = {}
     skipped: list[tuple[str, str]] = []  # (dtype, kind)
@@ -1117,7 +1196,7 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
     return [[ref_fns[ti](*g) for g in ref_in[ti]] for ti in range(len(plan))]
 
   def ad_program(dname, ad_in):
-    return [[jax.vmap(ad_fns[ti])(*g[dname]) if dname in g else None for g in ad_in[ti]]
+    return [[ad_fns[ti](*g[dname]) if dname in g else None for g in ad_in[ti]]
             for ti in range(len(plan))]
 
   units: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(ref_program, (ref_inputs,))]
@@ -1185,8 +1264,8 @@ def _run(name: str, tasks: Sequence[_Task], dtypes: Sequence[np.dtype], *, n_nea
             key = (ti,) + tuple(np.asarray(e["r64"][k]).tobytes() for k in range(len(e["r64"])))
             if key not in mp_cache:
               tm = time.perf_counter()
-              mp_cache[key] = _mp_derivatives(task, e["r64"], sorted(task.grads),
-                                              task.hessian_argnum if task.hessian is not None else None)
+              mp_cache[key] = _mp_derivatives_rows(task, e["r64"], pt.rows, sorted(task.grads),
+                                                   task.hessian_argnum if task.hessian is not None else None)
               mp_time += time.perf_counter() - tm
             mp_res = mp_cache[key]
           for i in sorted(task.grads):
@@ -1440,7 +1519,7 @@ def _mp_structure(reference_mp, elementwise, config, pts) -> tuple:
 
 
 def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums, arg_names,
-                 configs=({},), elementwise=False, reference_mp=None) -> list[_Task]:
+                 configs=({},), elementwise=False, reference_mp=None, independent_rows=False) -> list[_Task]:
   """One task per distinct config: the given args under every config, each edge under its own."""
   buckets: list[tuple[dict, list[_Point]]] = []
 
@@ -1461,6 +1540,7 @@ def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums
   for config, pts in buckets:
     if not pts:
       continue
+    pts = _common_int_dtypes(pts, float_argnums)
     tasks.append(_Task(
         fn=cast(Callable[..., Any], _bind(fn, config)),
         grads={i: cast(Callable[..., Any], _bind(g, config)) for i, g in grads.items()},
@@ -1469,9 +1549,31 @@ def _build_tasks(fn, grads, hessian, hessian_argnum, args, points, float_argnums
         perturb_argnums=tuple(i for i, a in enumerate(pts[0].args)
                               if jnp.issubdtype(np.asarray(a).dtype, jnp.floating)),
         flatten=elementwise and _flattenable(config, pts),
+        tile_rows=independent_rows and "axis" not in config,
         ref_mp=_bind(reference_mp, config),
         mp_structure=_mp_structure(reference_mp, elementwise, config, pts)))
   return tasks
+
+
+def _common_int_dtypes(points: list[_Point], float_argnums) -> list[_Point]:
+  """The points with each integer argument in the first point's integer dtype, where its values fit.
+
+  Edge cases written with Python ints arrive as int64, the sampler's labels as
+  int32: of one shape, they share a compiled program only in one dtype.
+  """
+  first = points[0].args
+  out = []
+  for p in points:
+    args = list(p.args)
+    for k, a in enumerate(args):
+      if k in float_argnums or k >= len(first):
+        continue
+      a, ref = np.asarray(a), np.asarray(first[k])
+      if (a.dtype != ref.dtype and np.issubdtype(a.dtype, np.integer) and np.issubdtype(ref.dtype, np.integer)
+          and np.array_equal(a.astype(ref.dtype).astype(a.dtype), a)):
+        args[k] = a.astype(ref.dtype)
+    out.append(dataclasses.replace(p, args=tuple(args)))
+  return out
 
 
 def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -1627,6 +1729,7 @@ def check_spec(
         fn, grads, spec.hessian if hessian else None, spec.hessian_argnum, sample,
         list(spec.edge_cases) if edge_cases else [], spec.float_argnums, spec.arg_names,
         configs=list(spec.configs) if configs is None else list(configs), elementwise=not spec.rowwise,
+        independent_rows=spec.rowwise and not getattr(spec, "batch_coupled", False),
         reference_mp=getattr(spec, "reference_mp", None) if edge_cases and _have_mpmath() else None)
     return _run(spec.name, tasks, dtypes, n_near=n_near, n_directions=n_directions, seed=seed)
 
@@ -1660,6 +1763,44 @@ def _check_registered_dict(name: str, dtypes, kwargs) -> dict[str, Any]:
   return out
 
 
+def _cost_estimate(spec: Any) -> float:
+  """A spec's relative verification time: its (config, edge) combinations, more with a Hessian.
+
+  Correlates 0.74 with the measured per-loss time over the registry; ordering the
+  workers' queue by it brings the simulated 2-worker finish to the ideal (half the
+  total) from 6% above it in the registry's order.
+  """
+  return (len(spec.configs) + len(spec.edge_cases)) * (1.6 if spec.hessian is not None else 1.0)
+
+
+def _worker_xla_flags() -> str:
+  """``XLA_FLAGS`` for :func:`check_all`'s workers: on CPU, ``_COMPILER_OPTIONS`` for every compilation.
+
+  The verifier's own programs are compiled with those options anyway; the
+  flags extend them to the operations run eagerly (the samplers draw each
+  spec's point op by op, and each new operation is a compilation). Only the
+  options this XLA build accepts (probed here) are passed: an unknown flag in
+  ``XLA_FLAGS`` stops the process.
+  """
+  if jax.default_backend() != "cpu":
+    return ""
+  lowered = jax.jit(lambda x: x + 1).lower(np.float32(0))
+  flags = []
+  for k, v in _COMPILER_OPTIONS.items():
+    try:
+      lowered.compile(compiler_options={k: v})
+    except Exception:  # pylint: disable=broad-except  # an option this XLA build doesn't know
+      continue
+    flags.append(f"--{k}={str(v).lower()}")
+  return " ".join(flags)
+
+
+def _init_worker(flags: str) -> None:
+  """Before the worker's backend starts: the user's ``XLA_FLAGS`` followed by ``flags``."""
+  if flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+
+
 def check_all(names: Sequence[str] | None = None, *, dtypes: Sequence[Any] = ALL_DTYPES,
               progress: Callable[[str, Report], None] | None = None, jobs: int = 1,
               **kwargs: Any) -> Report:
@@ -1677,8 +1818,11 @@ def check_all(names: Sequence[str] | None = None, *, dtypes: Sequence[Any] = ALL
     import multiprocessing  # pylint: disable=g-import-not-at-top
 
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-      futures = {pool.submit(_check_registered_dict, n, dtypes, kwargs): n for n in names}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                                initargs=(_worker_xla_flags(),)) as pool:
+      # longest first (estimated), so that no worker is left with a long loss at the end
+      order = sorted(names, key=lambda n: -_cost_estimate(REGISTRY[n]))
+      futures = {pool.submit(_check_registered_dict, n, dtypes, kwargs): n for n in order}
       for fut in concurrent.futures.as_completed(futures):
         rep = _report_from_dict(fut.result())
         reports[futures[fut]] = rep

@@ -97,6 +97,27 @@ def test_values_against_reference(name):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13 * scale, err_msg=f"{name}: {note}")
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if _spec(n).rowwise])
+def test_rows_independent_unless_batch_coupled(name):
+  """The verifier repeats the rows of a row-wise loss's points unless ``batch_coupled``: exact only if
+  each row is an independent example. Rows permuted and repeated give the rows' losses permuted and
+  repeated, and for a batch-coupled loss they do not (so the flag is not set for nothing)."""
+  spec = _spec(name)
+  with jax.enable_x64(True):
+    args = _sample(spec, jnp.float64)
+    b = np.shape(args[0])[0]
+    assert all(np.ndim(a) >= 1 and np.shape(a)[0] == b for a in args), "every argument batched on axis 0"
+    idx = np.concatenate([np.arange(b)[::-1], [0]])
+    coupled = False
+    for config in spec.configs:
+      if "axis" in config:
+        continue
+      full = _np(spec.unreduced(*args, **config))
+      sub = _np(spec.unreduced(*[np.asarray(a)[idx] for a in args], **config))
+      coupled |= not np.allclose(sub, full[idx], rtol=1e-13, atol=0.0, equal_nan=True)
+  assert coupled == spec.batch_coupled
+
+
 # ---------------------------------------------------------------------------
 # composition and retracing
 # ---------------------------------------------------------------------------
