@@ -1766,9 +1766,8 @@ def _check_registered_dict(name: str, dtypes, kwargs) -> dict[str, Any]:
 def _cost_estimate(spec: Any) -> float:
   """A spec's relative verification time: its (config, edge) combinations, more with a Hessian.
 
-  Correlates 0.74 with the measured per-loss time over the registry; ordering the
-  workers' queue by it brings the simulated 2-worker finish to the ideal (half the
-  total) from 6% above it in the registry's order.
+  A rough static estimate (no sampling, no tracing), used only to order the
+  workers' queue longest first.
   """
   return (len(spec.configs) + len(spec.edge_cases)) * (1.6 if spec.hessian is not None else 1.0)
 

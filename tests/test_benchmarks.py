@@ -215,3 +215,16 @@ def test_hlo_summary_counts_ops():
   assert one["transcendental"] >= 1 and one["reduce"] >= 1
   assert two["transcendental"] > one["transcendental"] and two["reduce"] > one["reduce"]
   del jax
+
+
+def test_verify_time_counts_groups(capsys):
+  import verify_time  # pylint: disable=g-import-not-at-top
+
+  assert verify_time.main(["--groups", "--names", "huber_loss", "dice_loss"]) == 0
+  out = capsys.readouterr().out
+  # huber_loss: 3 configs, each flattened to one group. dice_loss: 4 configs; the default one has the
+  # [3, 4, 5] sample and [2, 3], [2, 3], [1, 3] edges (the [1, 3] rows repeated to [2, 3]): 2 groups; smooth=0
+  # has the sample and a [2, 3] edge: 2; the two axis configs the sample alone: 1 + 1.
+  counts = verify_time.count_groups(["huber_loss", "dice_loss"])
+  assert (counts["tasks"], counts["groups"], counts["edge-only groups"]) == (3 + 4, 3 + 6, 2)
+  assert f"| groups | {counts['groups']} |" in out

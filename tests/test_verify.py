@@ -1,6 +1,7 @@
 """Tests of jaxloss.verify itself: the rule, the NaN/inf semantics, the report, the CLI, the example."""
 
 import dataclasses
+import functools
 import json
 import os
 import runpy
@@ -261,3 +262,72 @@ def test_mp_reference_sees_a_shared_cancellation(dtype):
   rep = verify.check_spec(good, dtypes=[dtype])
   rep.assert_ok()
   assert any(r.check == "grad/mp" and r.n > 0 for r in rep.rows)
+
+
+# ---------------------------------------------------------------------------
+# repeated rows (independent-row losses): an edge of fewer rows shares the given point's program
+# ---------------------------------------------------------------------------
+def _lse_rows(z, reduction="none"):
+  del reduction
+  return jax.nn.logsumexp(z, axis=-1)
+
+
+def _lse_rows_mp(z):
+  import mpmath  # pylint: disable=g-import-not-at-top
+
+  return np.array([mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row)) for row in z], dtype=object)
+
+
+def _lse_hessian(z, cancelling=False):
+  """d^2 lse / dz^2 = diag p - p p^T; the diagonal p_j (1 - p_j) with 1 - p_j = sum_{k != j} p_k (or, with
+  ``cancelling``, p_j - p_j^2, which cancels on a confident row)."""
+  from jaxloss._classification import _rowwise_hessian  # pylint: disable=g-import-not-at-top
+
+  def block(q):
+    n = q.shape[-1]
+    rest = jnp.sum(jnp.where(jnp.eye(n, dtype=bool), 0.0, q[None, :]), axis=1)
+    diag = q - q * q if cancelling else q * rest
+    return jnp.where(jnp.eye(n, dtype=bool), jnp.diag(diag), -jnp.outer(q, q))
+
+  blocks = jax.vmap(block)(jax.nn.softmax(z, axis=-1))
+  return _rowwise_hessian(blocks, z.shape, -1)
+
+
+def _lse_spec(grad, hessian=_lse_hessian, edge_row=(0.5, -7.0, 1.0, 2.0)):
+  from jaxloss import LossSpec  # pylint: disable=g-import-not-at-top
+
+  return LossSpec(
+      name="lse_rows", family="classification", fn=_lse_rows, arg_names=("logits",), grads={0: grad},
+      hessian=hessian, rowwise=True,
+      sample=lambda key, dtype, shape=(3, 4): (jax.random.normal(key, shape, dtype),),
+      edge_cases=(EdgeCase((np.array([edge_row]),), "one row"),),
+      reference_mp=_lse_rows_mp)
+
+
+def test_repeated_rows_share_a_program_and_report_original_indices():
+  spec = _lse_spec(lambda z: jax.nn.softmax(z, axis=-1))
+  [task] = verify._build_tasks(  # pylint: disable=protected-access
+      spec.fn, dict(spec.grads), spec.hessian, 0, spec.sample(jax.random.PRNGKey(0), jnp.float64),
+      list(spec.edge_cases), (0,), ("logits",), independent_rows=True)
+  assert task.tile_rows
+  tiled = verify._tile_rows(task.points)  # pylint: disable=protected-access
+  assert {np.shape(p.args[0]) for p in tiled} == {(3, 4)}  # one shape group, not two
+  [edge] = [p for p in tiled if p.kind == "edge"]
+  assert edge.rows == 1 and np.array_equal(edge.args[0], np.repeat(task.points[-1].args[0], 3, axis=0))
+  assert verify._orig_index(edge, (2, 1)) == [0, 1]  # pylint: disable=protected-access  # a copy -> the row
+  # correct closed forms pass, the multiprecision reference (computed on the original row) included
+  rep = verify.check_spec(spec, dtypes=["f32", "f64"])
+  rep.assert_ok()
+  assert any(r.check == "hess/mp" and r.n > 0 for r in rep.rows)
+  # the multiprecision reference on the repeated row still sees a closed form that cancels like autodiff
+  # (on a confident row, where p_j - p_j^2 loses 1 - p_j = 4e-17 entirely)
+  cancels = verify.check_spec(_lse_spec(spec.grads[0], functools.partial(_lse_hessian, cancelling=True),
+                                        edge_row=(0.5, -1.0, 40.0, 2.0)), dtypes=["f64"])
+  [row] = [r for r in cancels.failures if r.check == "hess/mp-closed-form"]
+  assert row.kind == "edge" and "H[0, 2, 0, 2]" in row.worst
+  # a closed form wrong only at the edge's entry -7 is caught, and named at its original index
+  wrong = _lse_spec(lambda z: jax.nn.softmax(z, axis=-1) * jnp.where(z < -6.0, 0.5, 1.0))
+  bad = verify.check_spec(wrong, dtypes=["f64"])
+  fails = [r for r in bad.failures if r.check == "grad/reverse"]
+  assert fails and all(r.kind in ("edge", "near") for r in fails)
+  assert any("logits[0, 1]" in r.worst for r in fails if r.kind == "edge")
